@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench -p upload-session-emulator --bench server_throughput -- \
-//!     [--route discard|onedrive] [--digests all|native|none] [--tls] \
+//!     [--route discard|onedrive|dropbox] [--digests all|native|none] [--tls] \
 //!     [--total-gib 4] [--body-mib 60] [--conns 2]
 //! ```
 //!
@@ -15,11 +15,13 @@
 //! - `discard`: `PUT /_emulator/discard`, the server's transport alone (hyper, TLS, the
 //!   streaming loop), no model;
 //! - `onedrive`: each connection creates its own OneDrive upload session and PUTs aligned
-//!   fragments to its `uploadUrl` through the full model (digests, checks).
+//!   fragments to its `uploadUrl` through the full model (digests, checks);
+//! - `dropbox`: each connection starts its own sequential Dropbox upload session, appends
+//!   bodies (`append_v2`, rounded to 4 MiB) and finishes it with an empty body.
 //!
 //! `--digests` selects what the storage computes: `all` (SHA-256, QuickXorHash and the
 //! Dropbox content hash), `native` (only the route's service digest: QuickXorHash for
-//! OneDrive), `none`.
+//! OneDrive, the content hash for Dropbox), `none`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -35,6 +37,7 @@ impl<T: Read + Write + Send> Stream for T {}
 enum Route {
     Discard,
     OneDrive,
+    Dropbox,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +67,7 @@ fn parse() -> Opts {
                 o.route = match val().as_str() {
                     "discard" => Route::Discard,
                     "onedrive" => Route::OneDrive,
+                    "dropbox" => Route::Dropbox,
                     r => panic!("unknown route {r}"),
                 }
             }
@@ -85,10 +89,9 @@ fn main() {
     match o.digests.as_str() {
         "all" => {}
         "native" => {
-            let native_qxh = o.route == Route::OneDrive;
             config.digests.sha256 = false;
-            config.digests.quick_xor = native_qxh;
-            config.digests.dropbox_content = false;
+            config.digests.quick_xor = o.route == Route::OneDrive;
+            config.digests.dropbox_content = o.route == Route::Dropbox;
         }
         "none" => {
             config.digests.sha256 = false;
@@ -117,13 +120,14 @@ fn main() {
     let block: Arc<[u8]> = block.into();
 
     let per_conn = o.total / o.conns as u64;
+    let cpu0 = thread_cpu();
     let t0 = Instant::now();
     let workers: Vec<_> = (0..o.conns)
         .map(|i| {
             let block = block.clone();
             let tls = tls.clone();
             let o = o.clone();
-            std::thread::spawn(move || {
+            std::thread::Builder::new().name("bench-client".into()).spawn(move || {
                 let mut s = open(addr, tls.as_ref());
                 match o.route {
                     Route::Discard => {
@@ -139,13 +143,21 @@ fn main() {
                         }
                     }
                     Route::OneDrive => onedrive(&mut *s, i, per_conn, o.body, &block),
+                    Route::Dropbox => dropbox(&mut *s, i, per_conn, o.body, &block),
                 }
-                per_conn
-            })
+                (per_conn, own_cpu())
+            }).unwrap()
         })
         .collect();
-    let sent: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let (mut sent, mut client_cpu) = (0u64, 0.0f64);
+    for w in workers {
+        let (n, cpu) = w.join().unwrap();
+        sent += n;
+        client_cpu += cpu;
+    }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu1 = thread_cpu();
+    let server_cpu = cpu1.0 - cpu0.0;
     let snap = server.snapshot();
     assert!(snap.violations.is_empty(), "{:?}", snap.violations);
     println!(
@@ -159,6 +171,16 @@ fn main() {
         secs,
         sent as f64 / secs / 1e6,
         sent as f64 / secs / (1u64 << 30) as f64,
+    );
+    println!(
+        "  cpu: server {server_cpu:.2} s ({:.0} MB per server cpu-second), client {client_cpu:.2} s; load average {}",
+        sent as f64 / server_cpu.max(1e-9) / 1e6,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
     );
     server.shutdown().unwrap();
 }
@@ -273,4 +295,83 @@ fn onedrive(s: &mut dyn Stream, i: usize, size: u64, frag: u64, block: &[u8]) {
         };
         assert!(want.contains(&st), "{st} {resp}");
     }
+}
+
+/// Uploads one file of `size` bytes through a sequential Dropbox upload session, `body`
+/// bytes per append (rounded down to a multiple of 4 MiB).
+fn dropbox(s: &mut dyn Stream, i: usize, size: u64, body: u64, block: &[u8]) {
+    let body = (body / (4 << 20)).max(1) * (4 << 20);
+    let up = |route: &str, arg: String, n: u64| {
+        format!(
+            "POST /dropbox/content/2/files/upload_session/{route} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEFAULT_TOKEN}\r\nContent-Type: application/octet-stream\r\nDropbox-API-Arg: {arg}\r\nContent-Length: {n}\r\n\r\n"
+        )
+    };
+    let (st, resp) = request(s, up("start", "{}".into(), 0).as_bytes(), 0, block);
+    assert_eq!(st, 200, "{resp}");
+    let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let mut off = 0u64;
+    while off < size {
+        let n = body.min(size - off);
+        let arg = serde_json::json!({"cursor": {"session_id": sid, "offset": off}}).to_string();
+        let (st, resp) = request(s, up("append_v2", arg, n).as_bytes(), n, block);
+        assert_eq!(st, 200, "{resp}");
+        off += n;
+    }
+    let arg = serde_json::json!({"cursor": {"session_id": sid, "offset": off}, "commit": {"path": format!("/bench-{i}.bin")}}).to_string();
+    let (st, resp) = request(s, up("finish", arg, 0).as_bytes(), 0, block);
+    assert_eq!(st, 200, "{resp}");
+}
+
+/// CPU seconds (user + system) used so far by the server's threads (and by live client
+/// threads), from `/proc/self/task/*/stat` (Linux; zeros elsewhere).
+fn thread_cpu() -> (f64, f64) {
+    const TICK: f64 = 100.0; // USER_HZ on Linux
+    let mut server = 0.0;
+    let mut client = 0.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0.0, 0.0);
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the comm: state is field 3, utime 14, stime 15 (1-based over the line).
+        let ticks = |i: usize| {
+            fields
+                .get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let cpu = (ticks(14) + ticks(15)) / TICK;
+        if comm.starts_with("emulator-server") {
+            server += cpu;
+        } else if comm.starts_with("bench-client") {
+            client += cpu;
+        }
+    }
+    (server, client)
+}
+
+/// CPU seconds used by the calling thread (Linux; zero elsewhere).
+fn own_cpu() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
 }
