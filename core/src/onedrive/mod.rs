@@ -1356,6 +1356,14 @@ impl OneDriveUpload {
             401 => self.need_token(Action::Create),
             409 => {
                 let codes = self.codes(body);
+                // A stale session past its expiry cannot be what blocks the target.
+                if self
+                    .stale
+                    .as_ref()
+                    .is_some_and(|s| self.past_expiry(s, now))
+                {
+                    self.stale = None;
+                }
                 if self.stale.is_some() {
                     self.step = Step::Ready(Action::Delete(DeleteReason::Stale));
                 } else if let (true, false, Some(wait)) = (
