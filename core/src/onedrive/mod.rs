@@ -659,7 +659,7 @@ impl OneDriveUpload {
                     return;
                 }
                 let (attempts, elapsed) = match ex {
-                    BudgetExhausted::Attempts { attempts } => (attempts, Duration::ZERO),
+                    BudgetExhausted::Attempts { attempts, elapsed } => (attempts, elapsed),
                     BudgetExhausted::Time { elapsed } => (self.budget.attempts(), elapsed),
                 };
                 self.fail(UploadError::TooManyRetries {
@@ -790,7 +790,10 @@ impl OneDriveUpload {
         }
     }
 
-    fn restart(&mut self, cause: UploadError, server_said_gone: bool) {
+    /// Abandons the session and starts a new one. `unusable`: the old session can
+    /// never be used again (its own token expired), so it is not even kept for a
+    /// cleanup DELETE.
+    fn restart(&mut self, cause: UploadError, unusable: bool) {
         if self.restarts >= self.cfg.max_restarts {
             let restarts = self.restarts;
             self.fail(UploadError::TooManyRestarts {
@@ -805,7 +808,7 @@ impl OneDriveUpload {
             restarts: self.restarts,
         });
         let old = self.session.take();
-        self.stale = if server_said_gone { None } else { old };
+        self.stale = if unusable { None } else { old };
         self.offset = 0;
         self.budget.reset(0);
         self.bad_request_at = None;
@@ -913,7 +916,9 @@ impl OneDriveUpload {
         } else if self.cfg.not_found == NotFoundPolicy::Fail {
             self.fail(UploadError::SessionNotFound);
         } else {
-            self.restart(UploadError::SessionNotFound, true);
+            // Kept as stale: a 404 may have been transient, and a live session would
+            // block the new create (onedrive §1.5); it is deleted only if it does.
+            self.restart(UploadError::SessionNotFound, false);
         }
     }
 
@@ -1008,8 +1013,7 @@ impl OneDriveUpload {
                 } else if self.cfg.not_found == NotFoundPolicy::Fail {
                     self.fail(UploadError::SessionNotFound);
                 } else {
-                    self.session = None;
-                    self.restart(UploadError::SessionNotFound, true);
+                    self.restart(UploadError::SessionNotFound, false);
                 }
             }
         }
@@ -1217,8 +1221,7 @@ impl OneDriveUpload {
                         if self.cfg.not_found == NotFoundPolicy::Fail {
                             self.fail(UploadError::SessionNotFound);
                         } else {
-                            self.session = None;
-                            self.restart(UploadError::SessionNotFound, true);
+                            self.restart(UploadError::SessionNotFound, false);
                         }
                     }
                 },

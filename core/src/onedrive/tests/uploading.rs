@@ -496,3 +496,32 @@ fn wrong_or_unasked_data_is_misuse() {
         }
     }
 }
+
+#[test]
+fn a_session_wrongly_believed_gone_is_deleted_when_it_blocks_the_new_one() {
+    // Two transient 404s in a row (PUT and its confirmation) on OneDrive for Business:
+    // the old session still exists and the new create conflicts with it.
+    let mut h = Scenario::onedrive(2 * U).build();
+    let put = h.to_uploading();
+    h.respond_json(put.id(), 404, json!({}));
+    let q = h.expect_send();
+    h.respond_json(q.id(), 404, json!({}));
+    let create = h.expect_send();
+    assert_eq!(create.kind(), RequestKind::CreateSession);
+    h.respond_json(
+        create.id(),
+        409,
+        json!({"error": {"code": "nameAlreadyExists"}}),
+    );
+    let del = h.expect_send();
+    assert_eq!(del.kind(), RequestKind::Cancel);
+    assert_upload_url(&del);
+    h.respond(del.id(), raw(204, Bytes::new()));
+    let create = h.expect_send();
+    assert_eq!(create.kind(), RequestKind::CreateSession);
+    let body = h.session_body();
+    h.respond_json(create.id(), 200, body);
+    let put = h.expect_send();
+    assert_eq!(fragment_bounds(&put), (0, U));
+    finish_normally(&mut h, put);
+}
