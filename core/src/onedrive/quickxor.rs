@@ -339,3 +339,31 @@ mod tests {
         assert_eq!(QuickXorHash::decode_digest(""), None);
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    /// `cargo test --release -p upload-session throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn quickxor_and_sha256_throughput() {
+        let data = vec![0x5au8; 64 << 20];
+        let t = std::time::Instant::now();
+        let mut h = super::QuickXorHash::new();
+        for piece in data.chunks(1 << 20) {
+            h.update(&piece[1..]);
+            h.update(&piece[..1]);
+        }
+        let qx = t.elapsed();
+        let t = std::time::Instant::now();
+        let mut s = crate::hash::Sha256State::new();
+        s.update(&data);
+        let sha = t.elapsed();
+        let mb = data.len() as f64 / 1e6;
+        println!(
+            "QuickXorHash {:.0} MB/s, SHA-256 {:.0} MB/s ({})",
+            mb / qx.as_secs_f64(),
+            mb / sha.as_secs_f64(),
+            h.base64()
+        );
+    }
+}
