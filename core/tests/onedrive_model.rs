@@ -32,7 +32,8 @@ use upload_session::testing::{Delivery, DriveReport, VirtualClock, drive, patter
 use upload_session::{AccessToken, Event, SourceFingerprint, TransportFailure, UploadError};
 use upload_session_emulator::config::{InnerErrorKey, OneDriveFlavor, RangeStyle};
 use upload_session_emulator::{
-    Config, DEFAULT_TOKEN, Emulator, FaultPlan, FaultRates, Service, TransportFault,
+    Config, DEFAULT_TOKEN, Emulator, Fault, FaultPlan, FaultRates, ScriptedFault, Service,
+    TransportFault,
 };
 
 const UNIT: u64 = 327_680;
@@ -115,7 +116,11 @@ impl Case {
             session_shape_quirk: below(4) == 0,
             lowercase_inner: below(2) == 0,
             empty_error_bodies: below(4) == 0,
-            request_timeout: Duration::from_millis(500 + below(5000)),
+            // Above every injected delay (at most 3.1 s): the pure emulator counts a
+            // slow response as delivered, so a client timing out on it would be flagged
+            // for its (correct) status query. Timeouts are covered by the unit and chaos
+            // tests.
+            request_timeout: Duration::from_millis(3500 + below(5000)),
             rates,
             crash_after: if below(4) == 0 {
                 Some(below(5) as u32)
@@ -187,7 +192,29 @@ fn run(
         source,
         MAX_STEPS,
         |wall, req| {
+            let line = trace().then(|| {
+                let cr = req
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let at = wall
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                format!("{at:.3} {} {} {cr}", req.method(), req.uri().path())
+            });
             let resp = emu.borrow_mut().handle(wall, req);
+            if let Some(line) = line {
+                let body = String::from_utf8_lossy(resp.body());
+                let body: String = body.chars().take(160).collect();
+                println!(
+                    "  {line} -> {} {:?} {body}",
+                    resp.status(),
+                    TransportFault::of(&resp)
+                );
+            }
             match TransportFault::of(&resp) {
                 Some(TransportFault::LostResponse) => Delivery::Failure(TransportFailure::Closed),
                 Some(TransportFault::Reset) => Delivery::Failure(TransportFailure::Reset),
@@ -196,6 +223,12 @@ fn run(
             }
         },
         |e: &Event<Checkpoint>| {
+            if trace() {
+                match e {
+                    Event::Checkpoint(c) => println!("    checkpoint at {}", c.acknowledged),
+                    other => println!("    {other:?}"),
+                }
+            }
             if let Event::Checkpoint(c) = e {
                 last = Some(c.clone());
                 checkpoints += 1;
@@ -209,12 +242,31 @@ fn run(
         return (report, None);
     }
     // The process dies now; the request it was sending did or did not reach the server.
+    // A request on the wire is applied, but its answer dies with the process: the
+    // emulator must see that as a lost response (so it does not assume the client
+    // learnt the outcome).
     if crash_sent {
+        let mut emu = emu.borrow_mut();
+        let plan = emu.fault_plan().clone();
         for req in &report.abandoned {
-            let _ = emu.borrow_mut().handle(clock.wall(), req.clone());
+            emu.set_fault_plan(FaultPlan {
+                seed: plan.seed,
+                rates: FaultRates::default(),
+                scripted: vec![ScriptedFault {
+                    route: None,
+                    nth: 1,
+                    fault: Fault::LostResponse,
+                }],
+            });
+            let _ = emu.handle(clock.wall(), req.clone());
         }
+        emu.set_fault_plan(plan);
     }
     (report, last)
+}
+
+fn trace() -> bool {
+    std::env::var("UPLOAD_SESSION_TRACE").is_ok()
 }
 
 fn check_report(case: &Case, r: &DriveReport<Completed>) -> Result<(), String> {
@@ -365,7 +417,10 @@ fn soak() {
         failures.len()
     );
     for (seed, e) in gave_up.iter().take(20) {
-        println!("  seed {seed}: {e}");
+        println!("  gave up, seed {seed}: {e}");
+    }
+    for f in failures.iter().take(40) {
+        println!("  FAILED {}", f.lines().next().unwrap_or(""));
     }
     assert!(
         failures.is_empty(),

@@ -198,7 +198,7 @@ pub struct OneDriveUpload {
     anchor_explicit: bool,
 
     create_ambiguous: bool,
-    orphan_waited: bool,
+    orphan_waits: u32,
     simple_ambiguous: bool,
     bad_request_at: Option<u64>,
     cancel_requested: bool,
@@ -437,7 +437,7 @@ impl OneDriveUpload {
             anchor: None,
             anchor_explicit: false,
             create_ambiguous: false,
-            orphan_waited: false,
+            orphan_waits: 0,
             simple_ambiguous: false,
             bad_request_at: None,
             cancel_requested: false,
@@ -813,7 +813,6 @@ impl OneDriveUpload {
         self.budget.reset(0);
         self.bad_request_at = None;
         self.create_ambiguous = false;
-        self.orphan_waited = false;
         self.step = Step::Ready(if self.size == 0 {
             Action::SimpleUpload
         } else {
@@ -1340,7 +1339,6 @@ impl OneDriveUpload {
                     commit_sent: false,
                 });
                 self.create_ambiguous = false;
-                self.orphan_waited = false;
                 self.offset = 0;
                 self.budget.reset(0);
                 self.bad_request_at = None;
@@ -1369,14 +1367,17 @@ impl OneDriveUpload {
                 }
                 if self.stale.is_some() {
                     self.step = Step::Ready(Action::Delete(DeleteReason::Stale));
-                } else if let (true, false, Some(wait)) = (
+                } else if let (true, true, Some(wait)) = (
                     self.create_ambiguous,
-                    self.orphan_waited,
+                    self.orphan_waits < self.cfg.max_orphan_waits,
                     self.cfg.orphan_session_wait,
                 ) {
                     // A session we never heard of may block the target until it expires.
-                    self.orphan_waited = true;
+                    // The wait is deliberate and bounded by its own count, so it starts
+                    // the retry budget afresh.
+                    self.orphan_waits += 1;
                     self.create_ambiguous = false;
+                    self.budget.reset(0);
                     match now.checked_add(wait) {
                         Some(until) => {
                             self.event(Event::RetryScheduled {

@@ -231,7 +231,7 @@ fn server_errors_on_create_back_off_then_create_again() {
 }
 
 #[test]
-fn conflict_after_an_ambiguous_create_waits_for_the_orphan_once() {
+fn conflict_after_an_ambiguous_create_waits_for_the_orphan() {
     let mut h = Scenario::onedrive(10).build();
     let req = h.expect_send();
     h.m.handle_failure(h.clock.now(), req.id(), crate::TransportFailure::Closed)
@@ -318,4 +318,30 @@ fn create_without_ranges_or_expiry_is_accepted() {
     );
     let c = finish_normally(&mut h, put);
     assert!(c.verification.quick_xor && c.verification.sha256);
+}
+
+#[test]
+fn orphan_waits_are_bounded() {
+    let mut h = Scenario::onedrive(10)
+        .config(|c| c.max_orphan_waits = 1)
+        .build();
+    let req = h.expect_send();
+    h.respond(req.id(), raw(502, Bytes::new()));
+    let req = h.expect_send();
+    h.respond_json(
+        req.id(),
+        409,
+        json!({"error": {"code": "nameAlreadyExists"}}),
+    );
+    // After the wait, another ambiguous create, another conflict: no second wait.
+    let req = h.expect_send();
+    h.respond(req.id(), raw(502, Bytes::new()));
+    let req = h.expect_send();
+    h.respond_json(
+        req.id(),
+        409,
+        json!({"error": {"code": "nameAlreadyExists"}}),
+    );
+    assert!(matches!(finished_err(&mut h), UploadError::Conflict { .. }));
+    assert!(h.clock.elapsed() < Duration::from_secs(17 * 60));
 }
