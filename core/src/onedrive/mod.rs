@@ -57,6 +57,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How often a session abandoned by this upload is deleted because a new create
+/// conflicts with it, before the conflict is reported.
+const MAX_STALE_DELETES: u32 = 3;
+
 /// The output type of a [`OneDriveUpload`].
 pub type OneDriveOutput = Output<Completed, Checkpoint>;
 /// The event type of a [`OneDriveUpload`].
@@ -199,6 +203,7 @@ pub struct OneDriveUpload {
 
     create_ambiguous: bool,
     orphan_waits: u32,
+    stale_deletes: u32,
     simple_ambiguous: bool,
     bad_request_at: Option<u64>,
     cancel_requested: bool,
@@ -438,6 +443,7 @@ impl OneDriveUpload {
             anchor_explicit: false,
             create_ambiguous: false,
             orphan_waits: 0,
+            stale_deletes: 0,
             simple_ambiguous: false,
             bad_request_at: None,
             cancel_requested: false,
@@ -813,6 +819,7 @@ impl OneDriveUpload {
         self.budget.reset(0);
         self.bad_request_at = None;
         self.create_ambiguous = false;
+        self.stale_deletes = 0;
         self.step = Step::Ready(if self.size == 0 {
             Action::SimpleUpload
         } else {
@@ -1276,7 +1283,13 @@ impl OneDriveUpload {
                         }
                     }
                     DeleteReason::Stale => {
-                        if gone || !self.transient(now, status, headers, &body, action, action) {
+                        if status == 404 {
+                            // Gone, or a transient 404 (onedrive §11 rule 43): keep it in
+                            // case the next create still conflicts with it.
+                            self.step = Step::Ready(Action::Create);
+                        } else if gone
+                            || !self.transient(now, status, headers, &body, action, action)
+                        {
                             self.stale = None;
                             self.step = Step::Ready(Action::Create);
                         }
@@ -1339,6 +1352,8 @@ impl OneDriveUpload {
                     commit_sent: false,
                 });
                 self.create_ambiguous = false;
+                self.stale = None;
+                self.stale_deletes = 0;
                 self.offset = 0;
                 self.budget.reset(0);
                 self.bad_request_at = None;
@@ -1365,8 +1380,17 @@ impl OneDriveUpload {
                 {
                     self.stale = None;
                 }
+                if self.stale.is_some() && self.stale_deletes >= MAX_STALE_DELETES {
+                    self.stale = None;
+                }
                 if self.stale.is_some() {
-                    self.step = Step::Ready(Action::Delete(DeleteReason::Stale));
+                    self.stale_deletes += 1;
+                    if self.stale_deletes == 1 {
+                        self.step = Step::Ready(Action::Delete(DeleteReason::Stale));
+                    } else {
+                        let cause = UploadError::Conflict { codes };
+                        self.retry_later(now, cause, None, Action::Delete(DeleteReason::Stale));
+                    }
                 } else if let (true, true, Some(wait)) = (
                     self.create_ambiguous,
                     self.orphan_waits < self.cfg.max_orphan_waits,

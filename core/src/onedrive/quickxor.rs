@@ -270,6 +270,33 @@ mod tests {
     }
 
     #[test]
+    fn all_seventy_rclone_vectors() {
+        let tsv = include_str!("../../../tests/tests/data/quickxorhash_rclone.tsv");
+        let mut n = 0;
+        for line in tsv
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let cols: Vec<&str> = line.split('\t').collect();
+            assert_eq!(cols.len(), 3, "{line}");
+            let input = if cols[1] == "-" {
+                Vec::new()
+            } else {
+                b64(cols[1])
+            };
+            assert_eq!(input.len(), cols[0].parse::<usize>().unwrap(), "{line}");
+            // Fed in awkward pieces, to cross the word and period boundaries.
+            let mut h = QuickXorHash::new();
+            for piece in input.chunks(7) {
+                h.update(piece);
+            }
+            assert_eq!(h.base64(), cols[2], "size {}", cols[0]);
+            n += 1;
+        }
+        assert_eq!(n, 70);
+    }
+
+    #[test]
     fn ascii_vectors_from_the_spec() {
         let cases: [(&[u8], &str); 4] = [
             (b"a", "YQAAAAAAAAAAAAAAAQAAAAAAAAA="),

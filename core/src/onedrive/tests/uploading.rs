@@ -525,3 +525,62 @@ fn a_session_wrongly_believed_gone_is_deleted_when_it_blocks_the_new_one() {
     assert_eq!(fragment_bounds(&put), (0, U));
     finish_normally(&mut h, put);
 }
+
+#[test]
+fn a_stale_session_answering_a_transient_404_to_its_delete_is_deleted_again() {
+    let mut h = Scenario::onedrive(2 * U).build();
+    let put = h.to_uploading();
+    h.respond_json(put.id(), 404, json!({}));
+    let q = h.expect_send();
+    h.respond_json(q.id(), 404, json!({}));
+    let mut create = h.expect_send();
+    for _ in 0..2 {
+        h.respond_json(
+            create.id(),
+            409,
+            json!({"error": {"code": "nameAlreadyExists"}}),
+        );
+        let del = h.expect_send();
+        assert_eq!(del.kind(), RequestKind::Cancel);
+        h.respond_json(del.id(), 404, json!({}));
+        create = h.expect_send();
+        assert_eq!(create.kind(), RequestKind::CreateSession);
+    }
+    // The third DELETE works; the create after it too.
+    h.respond_json(
+        create.id(),
+        409,
+        json!({"error": {"code": "nameAlreadyExists"}}),
+    );
+    let del = h.expect_send();
+    h.respond(del.id(), raw(204, Bytes::new()));
+    let create = h.expect_send();
+    let body = h.session_body();
+    h.respond_json(create.id(), 200, body);
+    let put = h.expect_send();
+    finish_normally(&mut h, put);
+
+    // Without end: after three deletes the conflict is reported.
+    let mut h = Scenario::onedrive(2 * U).build();
+    let put = h.to_uploading();
+    h.respond_json(put.id(), 404, json!({}));
+    let q = h.expect_send();
+    h.respond_json(q.id(), 404, json!({}));
+    let mut create = h.expect_send();
+    for _ in 0..3 {
+        h.respond_json(
+            create.id(),
+            409,
+            json!({"error": {"code": "nameAlreadyExists"}}),
+        );
+        let del = h.expect_send();
+        h.respond_json(del.id(), 404, json!({}));
+        create = h.expect_send();
+    }
+    h.respond_json(
+        create.id(),
+        409,
+        json!({"error": {"code": "nameAlreadyExists"}}),
+    );
+    assert!(matches!(finished_err(&mut h), UploadError::Conflict { .. }));
+}
