@@ -482,6 +482,7 @@ fn soak() {
             Ok(Outcome::GaveUp(e)) => {
                 if !Case::from_seed(seed).storm {
                     calm_gave_up += 1;
+                    println!("  gave up outside a storm, seed {seed}: {e}");
                 }
                 gave_up.push((seed, e))
             }
