@@ -1114,6 +1114,21 @@ fn onedrive_rule_31_bad_commit_posts_are_400() {
     assert_eq!(r.status(), 400);
     assert_eq!(h.v(Violation::BadCommit), 4);
     assert!(h.emu.file(Service::OneDrive, "/a.bin").is_none());
+    // Even with every byte in (its final PUT hit a 409), a session without deferCommit
+    // cannot be committed by POST.
+    let url3 = h.create_ok(
+        "/me/drive/root:/c.bin:",
+        Some(json!({"item": {"@microsoft.graph.conflictBehavior": "fail"}})),
+    );
+    h.emu
+        .onedrive_mut()
+        .seed_file("me", "/c.bin", b"x")
+        .expect("seed");
+    assert_eq!(h.put(&url3, 0, b"abc", 3).status(), 409);
+    let r = h.req("POST", &url3, &[("Content-Length", "0")], Bytes::new());
+    assert_eq!(r.status(), 400);
+    assert_eq!(err(&r).0, "invalidRequest");
+    assert_eq!(h.v(Violation::BadCommit), 5);
     // The good commit still works.
     let r = h.req("POST", &url, &[("Content-Length", "0")], Bytes::new());
     assert_eq!(r.status(), 201);
@@ -2135,6 +2150,112 @@ fn run_correct_client(h: &mut H, a: &[u8], frag: u64, defer: bool) -> Result<(),
         }
     }
     Err("budget exhausted".into())
+}
+
+#[test]
+fn simple_upload_limits_conflicts_and_preconditions() {
+    let mut c = Config::default();
+    c.onedrive.simple_upload_max = 10;
+    let mut h = H::with(c);
+    let auth = H::auth();
+    let uri = format!("{GRAPH}/me/drive/root:/s/a.txt:/content");
+    // Too big: refused before the body.
+    let (parts, ()) = Request::put(uri.as_str())
+        .header("Authorization", &auth)
+        .header("Content-Length", "11")
+        .body(())
+        .expect("r")
+        .into_parts();
+    match h.emu.begin(h.now, &parts) {
+        crate::Begin::Respond(r) => assert_eq!(r.status(), 413),
+        crate::Begin::Body(_) => panic!("accepted"),
+    }
+    assert_eq!(h.v(Violation::OversizeBody), 1);
+    let r = h.req("PUT", &uri, &[("Authorization", &auth)], "x");
+    assert_eq!(r.status(), 411);
+    let r = h.req(
+        "PUT",
+        &uri,
+        &[("Authorization", &auth), ("Content-Length", "5")],
+        "hello",
+    );
+    assert_eq!(r.status(), 201);
+    let etag = json_of(&r)["eTag"].as_str().expect("etag").to_string();
+    let fail = format!("{uri}?@microsoft.graph.conflictBehavior=fail");
+    let r = h.req(
+        "PUT",
+        &fail,
+        &[("Authorization", &auth), ("Content-Length", "5")],
+        "world",
+    );
+    assert_eq!(r.status(), 409);
+    let r = h.req(
+        "PUT",
+        &uri,
+        &[
+            ("Authorization", &auth),
+            ("Content-Length", "5"),
+            ("If-Match", "\"{nope},1\""),
+        ],
+        "world",
+    );
+    assert_eq!(r.status(), 412);
+    let r = h.req(
+        "PUT",
+        &uri,
+        &[
+            ("Authorization", &auth),
+            ("Content-Length", "5"),
+            ("If-Match", &etag),
+        ],
+        "world",
+    );
+    assert_eq!(r.status(), 200);
+    let rename = format!("{uri}?@microsoft.graph.conflictBehavior=rename");
+    let r = h.req(
+        "PUT",
+        &rename,
+        &[("Authorization", &auth), ("Content-Length", "1")],
+        "!",
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(json_of(&r)["name"], "a 1.txt");
+    let f = h.emu.file(Service::OneDrive, "/s/a.txt").expect("f");
+    assert_eq!(f.content.sha256, Some(hash::sha256_hex(b"world")));
+    // Unauthenticated simple upload.
+    let r = h.req("PUT", &uri, &[("Content-Length", "1")], "x");
+    assert_eq!(r.status(), 401);
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let mut h = H::new();
+    let url = h.create_ok("/me/drive/root:/a.bin:", None);
+    let secret = url.split("tempauth=").nth(1).expect("secret").to_string();
+    let (parts, ()) = Request::put(url.as_str())
+        .header("Content-Range", "bytes 0-3/4")
+        .header("Content-Length", "4")
+        .body(())
+        .expect("r")
+        .into_parts();
+    let crate::Begin::Body(p) = h.emu.begin(h.now, &parts) else {
+        panic!("refused");
+    };
+    let model = format!("{:?}", h.emu.onedrive_mut());
+    let dbg = format!("{p:?} {:?} {model}", h.emu);
+    assert!(!dbg.contains(&secret), "{dbg}");
+    assert!(!dbg.contains(DEFAULT_TOKEN));
+    h.emu.abort(h.now, p);
+    let info = h.emu.onedrive_mut().session_info(&url).expect("info");
+    assert_eq!(info.path, "/a.bin");
+    assert_eq!(info.received, 0);
+    assert!(!info.defer_commit);
+    assert!(
+        h.emu
+            .onedrive_mut()
+            .session_info("http://x/onedrive/up/zz?tempauth=1")
+            .is_none()
+    );
 }
 
 mod prop {
