@@ -59,7 +59,9 @@
 //! # Violations and the client's knowledge of the offset
 //! A session tracks whether the client can know the server's offset. It cannot after an
 //! ambiguous outcome: a PUT answered by an `ErrorAfter` 5xx, a lost response, a reset
-//! with a kept prefix, or any delivered 5xx. In that state one offset mismatch (416
+//! with a kept prefix, or a 5xx given after the body was read (rule 22). A 5xx, 429 or
+//! 404 given before the body (no effect) leaves the client's offset right, so it changes
+//! nothing. In the doubtful state one offset mismatch (416
 //! overlap / out of order, a premature commit) is answered but **not** counted. A
 //! delivered 202, status 200, or **416** ends the doubt: after a 416 the client must GET
 //! the status before its next PUT, so a second blind mismatch (the "416 loop" of §9) is
