@@ -315,6 +315,7 @@ pub struct Dropbox {
     expired_told: HashMap<[u8; 32], bool>,
     dots: u64,
     last_now: SystemTime,
+    next_sweep: SystemTime,
 }
 
 impl std::fmt::Debug for Dropbox {
@@ -441,6 +442,7 @@ impl Dropbox {
             expired_told: HashMap::new(),
             dots: 0,
             last_now: std::time::UNIX_EPOCH,
+            next_sweep: std::time::UNIX_EPOCH,
         }
     }
 
@@ -597,9 +599,38 @@ impl Dropbox {
         self.sessions.get_mut(id)
     }
 
-    /// Completes v1 jobs whose deadline passed (rule 64).
+    /// Completes v1 jobs whose deadline passed (rule 64), and (at most once a virtual
+    /// minute) drops the data of expired sessions so that abandoned sessions do not hold
+    /// memory (their ids stay known, for rule 31).
     fn run_due_jobs(&mut self, cx: &mut Cx<'_>) {
         self.last_now = cx.now;
+        if cx.now >= self.next_sweep {
+            self.next_sweep = cx
+                .now
+                .checked_add(std::time::Duration::from_secs(60))
+                .unwrap_or(cx.now);
+            let lifetime = cx.config.dropbox.session_lifetime;
+            let now = cx.now;
+            let expired: Vec<String> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| {
+                    now.duration_since(s.created)
+                        .map(|d| d > lifetime)
+                        .unwrap_or(false)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                self.sessions.remove(&id);
+                self.gone.insert(
+                    id,
+                    Gone {
+                        client_knows: false,
+                    },
+                );
+            }
+        }
         while let Some(i) = self
             .jobs
             .iter()
@@ -613,12 +644,20 @@ impl Dropbox {
         }
     }
 
-    fn commit_busy(&self, now: SystemTime) -> bool {
-        self.commit_lock.is_some()
-            || self
-                .jobs
-                .iter()
-                .any(|j| j.results.is_none() && j.deadline > now)
+    /// Rule 63: `Some(excused)` when a batch commit holds the namespace lock; excused
+    /// when the only holder is a v1 job whose launch answer the client never saw (its
+    /// retry of the launch is what a correct client does).
+    fn commit_busy(&self, now: SystemTime) -> Option<bool> {
+        if self.commit_lock.is_some() {
+            return Some(false);
+        }
+        let mut running = self
+            .jobs
+            .iter()
+            .filter(|j| j.results.is_none() && j.deadline > now)
+            .peekable();
+        running.peek()?;
+        Some(running.all(|j| j.ambiguous))
     }
 
     fn release(&mut self, t: &Ticket) {
@@ -634,6 +673,7 @@ impl Dropbox {
     fn authorize(
         &mut self,
         cx: &mut Cx<'_>,
+        route: Route,
         head: &request::Parts,
         q: &Query,
     ) -> Result<String, Resp> {
@@ -655,9 +695,9 @@ impl Dropbox {
             match q.authorization.as_slice() {
                 [] => {
                     cx.violation(Violation::MissingAuthorization);
-                    return Err(wire::text(
-                        StatusCode::BAD_REQUEST,
-                        "Error in call to API function: Must provide HTTP header \"Authorization\" or URL parameter \"authorization\".",
+                    return Err(errors::bad_request(
+                        route.name(),
+                        "Must provide HTTP header \"Authorization\" or URL parameter \"authorization\".",
                     ));
                 }
                 [one] => match one.strip_prefix("Bearer ") {
@@ -1435,7 +1475,7 @@ impl Dropbox {
                 }
                 self.jobs.push(Job {
                     id: id.clone(),
-                    deadline: cx.now + dur,
+                    deadline: cx.now.checked_add(dur).unwrap_or(cx.now),
                     entries: a.entries,
                     results: None,
                     contention,
@@ -1518,19 +1558,12 @@ impl ServiceModel for Dropbox {
             };
             return respond(errors::bad_request(
                 route.name(),
-                &format!(
-                    "This endpoint is only available on host \"{want}\" (here: /dropbox/{}/2/).",
-                    if want.starts_with("content") {
-                        "content"
-                    } else {
-                        "api"
-                    }
-                ),
+                &format!("This endpoint is only available on host \"{want}\"."),
             ));
         }
         // Rules 4-6.
         let q = query(head);
-        let token = match self.authorize(cx, head, &q) {
+        let token = match self.authorize(cx, route, head, &q) {
             Ok(t) => t,
             Err(r) => return respond(r),
         };
@@ -1563,8 +1596,10 @@ impl ServiceModel for Dropbox {
         }
         // RPC: the argument is the JSON body.
         if matches!(route, Route::FinishBatch | Route::FinishBatchV2) {
-            if self.commit_busy(cx.now) {
-                cx.violation(Violation::OverlappingBatchCommit);
+            if let Some(excused) = self.commit_busy(cx.now) {
+                if !excused {
+                    cx.violation(Violation::OverlappingBatchCommit);
+                }
                 return respond(errors::lock_contention(1));
             }
             self.commit_lock = Some(tid);
