@@ -51,7 +51,14 @@
 //! applying, lost response) is answered normally but not counted; a `not_found` for a
 //! session whose commit answer was lost, or that just expired, is not counted the first
 //! time. An expired token is counted only when reused after the client switched to a
-//! fresh token.
+//! fresh token. Write conflicts, `insufficient_space`, `properties_error` and `too_large`
+//! depend on account state or limits the client may not know and are never counted.
+//!
+//! ## Not modelled
+//! Team headers (`Dropbox-API-Select-User/Admin`) are ignored; `Dropbox-API-Path-Root`
+//! only knows the home namespace ([`Dropbox::home_namespace_id`]); there is no
+//! single-shot `files/upload`, no download and no deletion (so `update` +
+//! `strict_conflict` treats any missing target as deleted).
 
 mod args;
 mod errors;
@@ -798,6 +805,40 @@ impl Dropbox {
         ))
     }
 
+    /// `Dropbox-API-Path-Root` (dropbox.md §1.2): `home`, or `root` / `namespace_id` naming
+    /// the home namespace, are accepted; another namespace is 422 `no_permission`; a
+    /// value that is not a `PathRoot` is 400.
+    fn check_path_root(cx: &mut Cx<'_>, route: Route, headers: &HeaderMap) -> Option<Resp> {
+        let h = headers.get("dropbox-api-path-root")?;
+        let v = args::decode_header_json(h.as_bytes(), false).ok();
+        let ns = v.as_ref().and_then(|v| {
+            let tag = v.get(".tag")?.as_str()?;
+            match tag {
+                "home" if v.as_object()?.len() == 1 => Some(None),
+                "root" | "namespace_id" if v.as_object()?.len() == 2 => {
+                    Some(Some(v.get(tag)?.as_str()?.to_string()))
+                }
+                _ => None,
+            }
+        });
+        match ns {
+            None => {
+                cx.violation(Violation::MalformedArgument);
+                Some(errors::bad_request(
+                    route.name(),
+                    "Invalid value for HTTP header \"Dropbox-API-Path-Root\": could not decode input as JSON",
+                ))
+            }
+            Some(None) => None,
+            Some(Some(ns)) if ns == namespace::HOME_NS => None,
+            Some(Some(_)) => Some(errors::json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors::void("no_permission"),
+                2,
+            )),
+        }
+    }
+
     /// Rules 9-16: the upload route argument, from the header or the `arg` parameter.
     #[allow(clippy::result_large_err)] // the error is the response, built once
     fn upload_arg(
@@ -811,6 +852,14 @@ impl Dropbox {
             cx.violation(Violation::MissingArgument);
             errors::bad_request(route.name(), msg)
         };
+        let cap = cx.config.max_json_body;
+        if hdrs.iter().any(|h| h.len() > cap) || q.arg.iter().any(|a| a.len() > cap) {
+            cx.violation(Violation::MalformedArgument);
+            return Err(errors::bad_request(
+                route.name(),
+                "HTTP header \"Dropbox-API-Arg\" / URL parameter \"arg\": too large",
+            ));
+        }
         match (hdrs.as_slice(), q.arg.as_slice()) {
             ([], []) => Err(bad(
                 cx,
@@ -1573,6 +1622,9 @@ impl ServiceModel for Dropbox {
         }
         // Rules 7-8.
         if let Some(r) = Self::check_content_type(cx, route, &head.headers) {
+            return respond(r);
+        }
+        if let Some(r) = Self::check_path_root(cx, route, &head.headers) {
             return respond(r);
         }
         let declared = match wire::content_length(&head.headers) {
