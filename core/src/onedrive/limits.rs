@@ -1,0 +1,23 @@
+//! OneDrive protocol constants (onedrive.md §0).
+
+/// Every fragment but the last must be a multiple of this: 320 KiB.
+pub const FRAGMENT_UNIT: u64 = 327_680;
+
+/// Largest fragment per request: 60 MiB (192 × 320 KiB).
+pub const MAX_FRAGMENT: u64 = 62_914_560;
+
+/// Default fragment size: 10 MiB (32 × 320 KiB), Microsoft's recommendation for fast,
+/// stable links.
+pub const DEFAULT_FRAGMENT: u64 = 10_485_760;
+
+/// Default largest file: 250 GB (Microsoft's documented limit; configurable).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 250_000_000_000;
+
+/// Graph, global cloud.
+pub const GRAPH_GLOBAL: &str = "https://graph.microsoft.com/v1.0";
+/// Graph, US Government L4.
+pub const GRAPH_US_GOV: &str = "https://graph.microsoft.us/v1.0";
+/// Graph, US Government L5 (DOD).
+pub const GRAPH_US_DOD: &str = "https://dod-graph.microsoft.us/v1.0";
+/// Graph, China (operated by 21Vianet).
+pub const GRAPH_CHINA: &str = "https://microsoftgraph.chinacloudapi.cn/v1.0";
