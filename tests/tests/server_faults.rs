@@ -512,3 +512,29 @@ fn fault_plan_set_over_http_takes_effect_and_reset_forgets_files() {
     let r = raw_put(&s, &url, &src, 0, src.len());
     assert!(r.closed && r.bytes.is_empty());
 }
+
+#[test]
+fn shutdown_aborts_a_request_stuck_mid_body() {
+    let s = start_with(Config::default(), FaultPlan::none());
+    let emu = s.emulator();
+    let mut c = connect(s.local_addr());
+    let head = format!(
+        "POST /dropbox/content/2/files/upload_session/start HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEFAULT_TOKEN}\r\nContent-Type: application/octet-stream\r\nDropbox-API-Arg: {{}}\r\nContent-Length: 100000\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&[1u8; 5000]).unwrap();
+    // Wait until the server is inside the body.
+    let t0 = Instant::now();
+    while emu.lock().unwrap().requests() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The client neither finishes nor leaves: shutdown waits its grace period, then drops
+    // the request, which the model must hear about (not leave "in flight" forever).
+    let t0 = Instant::now();
+    s.shutdown().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    let emu = emu.lock().unwrap();
+    assert_eq!(emu.violations().count(Violation::TruncatedBody), 1);
+    drop(c);
+}
