@@ -171,3 +171,77 @@ fn binary_rejects_bad_flags() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start"));
 }
+
+/// Creates a OneDrive upload session for `/{token}.bin` with `token`; returns (status,
+/// body).
+fn create(url: &str, token: &str) -> (u16, String) {
+    read(
+        agent(None)
+            .post(format!(
+                "{url}/onedrive/v1.0/me/drive/root:/{token}.bin:/createUploadSession"
+            ))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send("{}"),
+    )
+}
+
+#[test]
+fn binary_mode_flags_reach_the_model() {
+    // --token replaces the default token.
+    let mut p = spawn(&["--port", "0", "--token", "alpha", "--token", "beta"]);
+    assert_eq!(create(&p.url, "alpha").0, 200);
+    assert_eq!(create(&p.url, "beta").0, 200);
+    assert_eq!(create(&p.url, "emulator-token").0, 401);
+    signal(&p, "TERM");
+    assert_eq!(wait_exit(&mut p).code(), Some(0));
+
+    // --accept-any-token, --range-style closed, --personal flavour, no SHA-256.
+    let mut p = spawn(&[
+        "--port",
+        "0",
+        "--accept-any-token",
+        "--range-style",
+        "closed",
+        "--onedrive-flavor",
+        "personal",
+        "--no-sha256",
+    ]);
+    let (st, body) = create(&p.url, "anything-goes");
+    assert_eq!(st, 200, "{body}");
+    let upload_url = json(&body)["uploadUrl"].as_str().unwrap().to_string();
+    let data = vec![5u8; 320 * 1024 + 10];
+    let (st, body) = read(
+        agent(None)
+            .put(&upload_url)
+            .header(
+                "Content-Range",
+                format!("bytes 0-{}/{}", 320 * 1024 - 1, data.len()),
+            )
+            .send(&data[..320 * 1024]),
+    );
+    assert_eq!(st, 202, "{body}");
+    assert_eq!(
+        json(&body)["nextExpectedRanges"][0],
+        format!("{}-{}", 320 * 1024, data.len() - 1),
+        "closed range style"
+    );
+    let (st, body) = read(
+        agent(None)
+            .put(&upload_url)
+            .header(
+                "Content-Range",
+                format!("bytes {}-{}/{}", 320 * 1024, data.len() - 1, data.len()),
+            )
+            .send(&data[320 * 1024..]),
+    );
+    assert_eq!(st, 201, "{body}");
+    // Personal adds sha256Hash to the item; with --no-sha256 the store has no SHA-256.
+    let (_, body) = read(agent(None).get(format!("{}/_emulator/files", p.url)).call());
+    let files = json(&body);
+    assert_eq!(files[0]["size"], data.len() as u64);
+    assert!(files[0]["sha256"].is_null(), "{body}");
+    assert!(files[0]["quick_xor_hash"].is_string(), "{body}");
+    signal(&p, "TERM");
+    assert_eq!(wait_exit(&mut p).code(), Some(0));
+}
