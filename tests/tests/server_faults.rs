@@ -268,7 +268,7 @@ fn stall_really_stops_reading_the_socket() {
     let s = start_with(Config::default(), plan);
     let a = agent(None);
     // Big enough to overflow the socket buffers: the writer blocks while the server stalls.
-    let n = 40 * ALIGN;
+    let n = 80 * ALIGN;
     let src = data(n, 5);
     let url = create(&s, &a, "st.bin");
     let mut c = connect(s.local_addr());
