@@ -51,7 +51,14 @@
 //! applying, lost response) is answered normally but not counted; a `not_found` for a
 //! session whose commit answer was lost, or that just expired, is not counted the first
 //! time. An expired token is counted only when reused after the client switched to a
-//! fresh token.
+//! fresh token. Write conflicts, `insufficient_space`, `properties_error` and `too_large`
+//! depend on account state or limits the client may not know and are never counted.
+//!
+//! ## Not modelled
+//! Team headers (`Dropbox-API-Select-User/Admin`) are ignored; `Dropbox-API-Path-Root`
+//! only knows the home namespace ([`Dropbox::home_namespace_id`]); there is no
+//! single-shot `files/upload`, no download and no deletion (so `update` +
+//! `strict_conflict` treats any missing target as deleted).
 
 mod args;
 mod errors;
@@ -315,6 +322,7 @@ pub struct Dropbox {
     expired_told: HashMap<[u8; 32], bool>,
     dots: u64,
     last_now: SystemTime,
+    next_sweep: SystemTime,
 }
 
 impl std::fmt::Debug for Dropbox {
@@ -441,6 +449,7 @@ impl Dropbox {
             expired_told: HashMap::new(),
             dots: 0,
             last_now: std::time::UNIX_EPOCH,
+            next_sweep: std::time::UNIX_EPOCH,
         }
     }
 
@@ -597,9 +606,38 @@ impl Dropbox {
         self.sessions.get_mut(id)
     }
 
-    /// Completes v1 jobs whose deadline passed (rule 64).
+    /// Completes v1 jobs whose deadline passed (rule 64), and (at most once a virtual
+    /// minute) drops the data of expired sessions so that abandoned sessions do not hold
+    /// memory (their ids stay known, for rule 31).
     fn run_due_jobs(&mut self, cx: &mut Cx<'_>) {
         self.last_now = cx.now;
+        if cx.now >= self.next_sweep {
+            self.next_sweep = cx
+                .now
+                .checked_add(std::time::Duration::from_secs(60))
+                .unwrap_or(cx.now);
+            let lifetime = cx.config.dropbox.session_lifetime;
+            let now = cx.now;
+            let expired: Vec<String> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| {
+                    now.duration_since(s.created)
+                        .map(|d| d > lifetime)
+                        .unwrap_or(false)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                self.sessions.remove(&id);
+                self.gone.insert(
+                    id,
+                    Gone {
+                        client_knows: false,
+                    },
+                );
+            }
+        }
         while let Some(i) = self
             .jobs
             .iter()
@@ -613,12 +651,20 @@ impl Dropbox {
         }
     }
 
-    fn commit_busy(&self, now: SystemTime) -> bool {
-        self.commit_lock.is_some()
-            || self
-                .jobs
-                .iter()
-                .any(|j| j.results.is_none() && j.deadline > now)
+    /// Rule 63: `Some(excused)` when a batch commit holds the namespace lock; excused
+    /// when the only holder is a v1 job whose launch answer the client never saw (its
+    /// retry of the launch is what a correct client does).
+    fn commit_busy(&self, now: SystemTime) -> Option<bool> {
+        if self.commit_lock.is_some() {
+            return Some(false);
+        }
+        let mut running = self
+            .jobs
+            .iter()
+            .filter(|j| j.results.is_none() && j.deadline > now)
+            .peekable();
+        running.peek()?;
+        Some(running.all(|j| j.ambiguous))
     }
 
     fn release(&mut self, t: &Ticket) {
@@ -634,6 +680,7 @@ impl Dropbox {
     fn authorize(
         &mut self,
         cx: &mut Cx<'_>,
+        route: Route,
         head: &request::Parts,
         q: &Query,
     ) -> Result<String, Resp> {
@@ -655,9 +702,9 @@ impl Dropbox {
             match q.authorization.as_slice() {
                 [] => {
                     cx.violation(Violation::MissingAuthorization);
-                    return Err(wire::text(
-                        StatusCode::BAD_REQUEST,
-                        "Error in call to API function: Must provide HTTP header \"Authorization\" or URL parameter \"authorization\".",
+                    return Err(errors::bad_request(
+                        route.name(),
+                        "Must provide HTTP header \"Authorization\" or URL parameter \"authorization\".",
                     ));
                 }
                 [one] => match one.strip_prefix("Bearer ") {
@@ -758,6 +805,40 @@ impl Dropbox {
         ))
     }
 
+    /// `Dropbox-API-Path-Root` (dropbox.md §1.2): `home`, or `root` / `namespace_id` naming
+    /// the home namespace, are accepted; another namespace is 422 `no_permission`; a
+    /// value that is not a `PathRoot` is 400.
+    fn check_path_root(cx: &mut Cx<'_>, route: Route, headers: &HeaderMap) -> Option<Resp> {
+        let h = headers.get("dropbox-api-path-root")?;
+        let v = args::decode_header_json(h.as_bytes(), false).ok();
+        let ns = v.as_ref().and_then(|v| {
+            let tag = v.get(".tag")?.as_str()?;
+            match tag {
+                "home" if v.as_object()?.len() == 1 => Some(None),
+                "root" | "namespace_id" if v.as_object()?.len() == 2 => {
+                    Some(Some(v.get(tag)?.as_str()?.to_string()))
+                }
+                _ => None,
+            }
+        });
+        match ns {
+            None => {
+                cx.violation(Violation::MalformedArgument);
+                Some(errors::bad_request(
+                    route.name(),
+                    "Invalid value for HTTP header \"Dropbox-API-Path-Root\": could not decode input as JSON",
+                ))
+            }
+            Some(None) => None,
+            Some(Some(ns)) if ns == namespace::HOME_NS => None,
+            Some(Some(_)) => Some(errors::json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors::void("no_permission"),
+                2,
+            )),
+        }
+    }
+
     /// Rules 9-16: the upload route argument, from the header or the `arg` parameter.
     #[allow(clippy::result_large_err)] // the error is the response, built once
     fn upload_arg(
@@ -771,6 +852,14 @@ impl Dropbox {
             cx.violation(Violation::MissingArgument);
             errors::bad_request(route.name(), msg)
         };
+        let cap = cx.config.max_json_body;
+        if hdrs.iter().any(|h| h.len() > cap) || q.arg.iter().any(|a| a.len() > cap) {
+            cx.violation(Violation::MalformedArgument);
+            return Err(errors::bad_request(
+                route.name(),
+                "HTTP header \"Dropbox-API-Arg\" / URL parameter \"arg\": too large",
+            ));
+        }
         match (hdrs.as_slice(), q.arg.as_slice()) {
             ([], []) => Err(bad(
                 cx,
@@ -1435,7 +1524,7 @@ impl Dropbox {
                 }
                 self.jobs.push(Job {
                     id: id.clone(),
-                    deadline: cx.now + dur,
+                    deadline: cx.now.checked_add(dur).unwrap_or(cx.now),
                     entries: a.entries,
                     results: None,
                     contention,
@@ -1518,19 +1607,12 @@ impl ServiceModel for Dropbox {
             };
             return respond(errors::bad_request(
                 route.name(),
-                &format!(
-                    "This endpoint is only available on host \"{want}\" (here: /dropbox/{}/2/).",
-                    if want.starts_with("content") {
-                        "content"
-                    } else {
-                        "api"
-                    }
-                ),
+                &format!("This endpoint is only available on host \"{want}\"."),
             ));
         }
         // Rules 4-6.
         let q = query(head);
-        let token = match self.authorize(cx, head, &q) {
+        let token = match self.authorize(cx, route, head, &q) {
             Ok(t) => t,
             Err(r) => return respond(r),
         };
@@ -1540,6 +1622,9 @@ impl ServiceModel for Dropbox {
         }
         // Rules 7-8.
         if let Some(r) = Self::check_content_type(cx, route, &head.headers) {
+            return respond(r);
+        }
+        if let Some(r) = Self::check_path_root(cx, route, &head.headers) {
             return respond(r);
         }
         let declared = match wire::content_length(&head.headers) {
@@ -1563,8 +1648,10 @@ impl ServiceModel for Dropbox {
         }
         // RPC: the argument is the JSON body.
         if matches!(route, Route::FinishBatch | Route::FinishBatchV2) {
-            if self.commit_busy(cx.now) {
-                cx.violation(Violation::OverlappingBatchCommit);
+            if let Some(excused) = self.commit_busy(cx.now) {
+                if !excused {
+                    cx.violation(Violation::OverlappingBatchCommit);
+                }
                 return respond(errors::lock_contention(1));
             }
             self.commit_lock = Some(tid);

@@ -923,10 +923,9 @@ impl super::OneDrive {
             if let Some(t) = self.tombs.get_mut(&sid) {
                 if !secret_ok(&t.secret) {
                     cx.violation(Violation::TamperedUploadUrl);
-                } else if t.told {
+                } else if t.told || t.gone == super::session::Gone::Expired {
                     cx.violation(Violation::DeadSessionUsed);
                 }
-                t.told = true;
             } else {
                 cx.violation(Violation::TamperedUploadUrl);
             }

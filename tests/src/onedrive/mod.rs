@@ -28,6 +28,20 @@
 //! `{base_url}/onedrive/up/{session}?tempauth={secret}` — `PUT` fragment, `GET` status,
 //! `DELETE` cancel, `POST` deferCommit commit.
 //!
+//! # Seeding and inspection
+//! Through [`crate::Emulator::onedrive_mut`]: [`OneDrive::seed_file`],
+//! [`OneDrive::seed_folder`], [`OneDrive::drive_id`], [`OneDrive::item_id`],
+//! [`OneDrive::etag`], [`OneDrive::ctag`], [`OneDrive::open_sessions`],
+//! [`OneDrive::session_received`], [`OneDrive::session_info`], [`OneDrive::files_of`].
+//! Drives are named by a selector: `me`, `sites/{id}`, `users/{id}`, `groups/{id}`, or a
+//! drive id. Paths are display paths (`/folder/name.bin`).
+//!
+//! Finished files are [`FileRecord`]s with the drive id, the display path, the item id,
+//! the eTag as `rev`, and size + SHA-256 + QuickXorHash + Dropbox content hash (bytes
+//! only with [`Config::keep_bytes`]). A fragment's body is never collected: it is hashed
+//! into a clone of the session's running digests, which replaces the session's state only
+//! when the fragment is accepted.
+//!
 //! # Choices where the spec leaves room
 //! - A missing `@microsoft.graph.conflictBehavior` **replaces** (what users observe), an
 //!   item-id target always replaces. `fail` conflicts are reported at create or at commit
@@ -45,13 +59,17 @@
 //! # Violations and the client's knowledge of the offset
 //! A session tracks whether the client can know the server's offset. It cannot after an
 //! ambiguous outcome: a PUT answered by an `ErrorAfter` 5xx, a lost response, a reset
-//! with a kept prefix, or any delivered 5xx. In that state one offset mismatch (416
+//! with a kept prefix, or a 5xx given after the body was read (rule 22). A 5xx, 429 or
+//! 404 given before the body (no effect) leaves the client's offset right, so it changes
+//! nothing. In the doubtful state one offset mismatch (416
 //! overlap / out of order, a premature commit) is answered but **not** counted. A
 //! delivered 202, status 200, or **416** ends the doubt: after a 416 the client must GET
 //! the status before its next PUT, so a second blind mismatch (the "416 loop" of §9) is
-//! counted. Using a session after the client was told it is gone (204, final item, 404),
-//! or after its `expirationDateTime`, counts as [`Violation::DeadSessionUsed`], except a
-//! cleanup DELETE of a session the client did not itself finish.
+//! counted. Using a session after the client was told for sure that it is gone (a
+//! delivered 204, final item or 401 `expiredToken`), or after its `expirationDateTime`,
+//! counts as [`Violation::DeadSessionUsed`], except a cleanup DELETE of a session the
+//! client did not itself finish. A 404 alone does not make later requests violations: it
+//! may be a transient one (rule 43), so retrying it is legitimate.
 
 mod errors;
 mod graph;

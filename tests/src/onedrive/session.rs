@@ -116,7 +116,9 @@ pub struct Tomb {
     pub secret: String,
     /// Why it is gone.
     pub gone: Gone,
-    /// The client was told it is gone (a delivered 204, final item, 404 or 401).
+    /// The client was told for sure that it is gone: a delivered 204 (cancel), final
+    /// item (completion) or 401 `expiredToken`. A 404 does not count: it may be a
+    /// transient one (rule 43), so a client may retry it.
     pub told: bool,
 }
 
@@ -199,17 +201,21 @@ impl super::OneDrive {
             if g == Gone::Expired && method != Method::DELETE {
                 cx.violation(Violation::DeadSessionUsed);
             }
-            self.bury(id, g, true);
+            self.bury(id, g, g == Gone::TokenExpired);
             return respond(cx, dead_error(g, Some(created)));
         }
         if let Some(t) = self.tombs.get_mut(id) {
-            let counts = t.told
-                && (method != Method::DELETE
-                    || matches!(t.gone, Gone::Cancelled | Gone::Completed));
+            let counts = if method == Method::DELETE {
+                t.told && matches!(t.gone, Gone::Cancelled | Gone::Completed)
+            } else {
+                t.told || t.gone == Gone::Expired
+            };
             if counts {
                 cx.violation(Violation::DeadSessionUsed);
             }
-            t.told = true;
+            if t.gone == Gone::TokenExpired {
+                t.told = true;
+            }
             let g = t.gone;
             return respond(cx, dead_error(g, None));
         }
@@ -463,9 +469,6 @@ impl super::OneDrive {
         };
         let Some(s) = self.sessions.get_mut(id) else {
             // Cancelled while the body was arriving.
-            if let Some(t) = self.tombs.get_mut(id) {
-                t.told = true;
-            }
             return GraphError::session_not_found().response(errcx(cx));
         };
         s.in_flight = false;

@@ -345,3 +345,35 @@ fn dropbox_rule_65_append_batch() {
         "success"
     );
 }
+
+#[test]
+fn dropbox_rule_63_retried_v1_launch_after_5xx_is_not_a_violation() {
+    let mut h = H::faults(FaultPlan::none().script(
+        Some(crate::RouteKind::DropboxBatch),
+        1,
+        crate::Fault::ErrorAfter { status: 503 },
+    ));
+    let a = closed(&mut h, b"a");
+    let body = json!({"entries": [finish_entry(&a, 1, "/a")]}).to_string();
+    let r = h.send(rpc("files/upload_session/finish_batch", &body));
+    assert_eq!(r.status(), 503);
+    // The client retries the launch; the unseen job still holds the lock.
+    let r = h.send(rpc("files/upload_session/finish_batch", &body));
+    assert_eq!(r.status(), 429);
+    assert_eq!(h.violations(), 0);
+    h.advance(2);
+    let r = h.send(rpc("files/upload_session/finish_batch", &body));
+    let job = body_json(&r)["async_job_id"].as_str().unwrap().to_string();
+    h.advance(2);
+    let r = h.send(rpc(
+        "files/upload_session/finish_batch/check",
+        &json!({ "async_job_id": job }).to_string(),
+    ));
+    // The first (unseen) job committed the file; this one finds the session consumed.
+    assert_eq!(
+        body_json(&r)["entries"][0]["failure"],
+        json!({".tag": "lookup_failed", "lookup_failed": {".tag": "not_found"}})
+    );
+    assert_file(&h, "/a", b"a");
+    assert_eq!(h.violations(), 0);
+}

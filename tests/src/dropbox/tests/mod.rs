@@ -7,6 +7,7 @@
 mod batch;
 mod faults;
 mod props;
+mod sdk;
 mod sessions;
 mod transport;
 mod uploads;

@@ -323,3 +323,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Rule 10 at the decoder: any byte outside 0x20-0x7E (controls, DEL, non-ASCII) is
+    /// rejected in strict mode; in lenient mode only well-formed UTF-8 without controls
+    /// or DEL gets through.
+    #[test]
+    fn decoder_rejects_every_non_printable_byte(
+        prefix in "[ -~]{0,10}",
+        bad in prop_oneof![0u8..0x20, Just(0x7fu8), 0x80u8..=0xff],
+        suffix in "[ -~]{0,10}",
+    ) {
+        let mut bytes = br#"{"a":""#.to_vec();
+        bytes.extend_from_slice(prefix.replace(['"', '\\'], "").as_bytes());
+        bytes.push(bad);
+        bytes.extend_from_slice(suffix.replace(['"', '\\'], "").as_bytes());
+        bytes.extend_from_slice(br#""}"#);
+        let e = crate::dropbox::args::decode_header_json(&bytes, false).unwrap_err();
+        prop_assert_eq!(e.violation, Violation::NonAsciiApiArg);
+        if bad < 0x80 {
+            let e = crate::dropbox::args::decode_header_json(&bytes, true).unwrap_err();
+            prop_assert_eq!(e.violation, Violation::NonAsciiApiArg);
+        }
+    }
+}

@@ -796,3 +796,17 @@ fn dropbox_rule_58_property_groups() {
     );
     assert_400(&r, "property_groups.template_id");
 }
+
+#[test]
+fn dropbox_rule_31_expired_sessions_release_their_memory() {
+    let mut h = H::new();
+    let sid = h.conc();
+    h.append_ok(&sid, BLOCK as u64, false, &vec![1u8; BLOCK]);
+    assert_eq!(h.info(&sid).unwrap().pending_bytes, BLOCK as u64);
+    h.advance(8 * 24 * 3600);
+    h.seq(); // any request sweeps
+    assert!(h.info(&sid).is_none());
+    let r = h.append(&sid, 0, false, &vec![1u8; BLOCK]);
+    assert_409(&r, "not_found");
+    assert_eq!(h.violations(), 0);
+}

@@ -729,3 +729,44 @@ fn dropbox_rule_25_request_id_on_every_response() {
     }
     assert_eq!(ids.len(), 6);
 }
+
+#[test]
+fn path_root_header() {
+    let mut h = H::new();
+    let ns = h.emu.dropbox_mut().home_namespace_id();
+    for ok in [
+        r#"{".tag":"home"}"#.to_string(),
+        format!(r#"{{".tag":"root","root":"{ns}"}}"#),
+        format!(r#"{{".tag":"namespace_id","namespace_id":"{ns}"}}"#),
+    ] {
+        let r = h.send(with_header(
+            up("start", "{}", b""),
+            "dropbox-api-path-root",
+            ok.as_bytes(),
+        ));
+        assert_eq!(r.status(), 200, "{ok}");
+    }
+    let r = h.send(with_header(
+        up("start", "{}", b""),
+        "dropbox-api-path-root",
+        br#"{".tag":"root","root":"999"}"#,
+    ));
+    assert_eq!(r.status(), 422);
+    assert_eq!(body_json(&r)["error"], json!({".tag": "no_permission"}));
+    let r = h.send(with_header(
+        up("start", "{}", b""),
+        "dropbox-api-path-root",
+        b"home",
+    ));
+    assert_400(&r, "Dropbox-API-Path-Root");
+    assert_eq!(h.emu.dropbox_mut().session_count(), 3);
+}
+
+#[test]
+fn oversized_arg_is_rejected_without_panic() {
+    let mut h = H::cfg(|c| c.max_json_body = 64);
+    let big = format!(r#"{{"close":false,"x":"{}"}}"#, "a".repeat(100));
+    let r = h.send(up("start", &big, b""));
+    assert_400(&r, "too large");
+    assert_eq!(h.emu.dropbox_mut().session_count(), 0);
+}
