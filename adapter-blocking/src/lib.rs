@@ -141,6 +141,8 @@ pub struct Progress {
 }
 
 type TokenProvider<'a> = Box<dyn FnMut() -> Result<AccessToken, String> + 'a>;
+type ProgressFn<'a> = Box<dyn FnMut(&Progress) + 'a>;
+type EventFn<'a, K> = Box<dyn FnMut(&Event<K>) + 'a>;
 
 /// One upload: a machine, a source and the driver's options. Build it with
 /// [`Upload::new`], set options, then [`run`](Upload::run) it.
@@ -153,8 +155,8 @@ pub struct Upload<'a, M: UploadMachine> {
     cancel: Option<CancelHandle>,
     checkpoint_file: Option<PathBuf>,
     keep_checkpoint: bool,
-    progress: Option<Box<dyn FnMut(&Progress) + 'a>>,
-    events: Option<Box<dyn FnMut(&Event<M::Checkpoint>) + 'a>>,
+    progress: Option<ProgressFn<'a>>,
+    events: Option<EventFn<'a, M::Checkpoint>>,
     tokens: Option<TokenProvider<'a>>,
 }
 
@@ -224,6 +226,16 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
         self
     }
 
+    /// Whether request bodies over 64 KiB are sent with `Expect: 100-continue` (default
+    /// on), so that an answer the server gives before reading the body (a 429 with its
+    /// `Retry-After`, a 401) reaches the machine instead of a broken connection. A
+    /// server that ignores it costs one second per such request (ureq's wait for the
+    /// `100 Continue`).
+    pub fn expect_continue(mut self, on: bool) -> Self {
+        self.settings.expect_continue = on;
+        self
+    }
+
     /// Stops the upload when `handle` is cancelled.
     pub fn cancel_handle(mut self, handle: &CancelHandle) -> Self {
         self.cancel = Some(handle.clone());
@@ -290,6 +302,24 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
         }
     }
 
+    /// Calls the progress callback.
+    fn report(&mut self, started: Instant, acknowledged: u64, total: u64, accepted: u64) {
+        if let Some(f) = &mut self.progress {
+            let elapsed = started.elapsed();
+            let secs = elapsed.as_secs_f64();
+            f(&Progress {
+                acknowledged,
+                total,
+                bytes_per_second: if secs > 0.0 {
+                    accepted as f64 / secs
+                } else {
+                    0.0
+                },
+                elapsed,
+            });
+        }
+    }
+
     /// Stops after the source changed: deletes the server session (so it neither blocks
     /// the target nor can be committed) and removes the now useless checkpoint.
     fn abandon(&mut self, agent: &ureq::Agent, error: Error) -> Result<M::Completed, Error> {
@@ -342,12 +372,20 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
         let agent = self.agent.take().unwrap_or_else(transport::default_agent);
         let started = Instant::now();
         let mut accepted_data: u64 = 0;
+        let mut reported: u64 = 0;
         self.machine.handle_wall_clock(started, SystemTime::now());
         loop {
-            if self.cancelled() {
+            let output = self.machine.poll_output(Instant::now());
+            // Events (a checkpoint above all) and the result are taken even after a
+            // cancel; no new work is started.
+            let is_work = matches!(
+                output,
+                Output::Send(_) | Output::NeedData { .. } | Output::Wait(_)
+            );
+            if is_work && self.cancelled() {
                 return Err(self.cancelled_error());
             }
-            match self.machine.poll_output(Instant::now()) {
+            match output {
                 Output::Send(req) => {
                     if req.kind() != RequestKind::Cancel {
                         if let Err(e) = self.source.check_unchanged() {
@@ -384,10 +422,7 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                     self.machine.provide_data(offset, data)?;
                 }
                 Output::Event(event) => {
-                    if let Some(f) = &mut self.events {
-                        f(&event);
-                    }
-                    match event {
+                    match &event {
                         Event::TokenNeeded => {
                             let token = match &mut self.tokens {
                                 Some(f) => {
@@ -403,29 +438,21 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                         }
                         Event::Checkpoint(cp) => {
                             if let Some(path) = &self.checkpoint_file {
-                                checkpoint::save(path, &cp)?;
+                                checkpoint::save(path, cp)?;
                             }
                         }
                         Event::Progress {
                             acknowledged,
                             total,
                         } => {
-                            if let Some(f) = &mut self.progress {
-                                let elapsed = started.elapsed();
-                                let secs = elapsed.as_secs_f64();
-                                f(&Progress {
-                                    acknowledged,
-                                    total,
-                                    bytes_per_second: if secs > 0.0 {
-                                        accepted_data as f64 / secs
-                                    } else {
-                                        0.0
-                                    },
-                                    elapsed,
-                                });
-                            }
+                            reported = *acknowledged;
+                            self.report(started, *acknowledged, *total, accepted_data);
                         }
                         _ => {}
+                    }
+                    // After handling: a checkpoint the callback sees is already saved.
+                    if let Some(f) = &mut self.events {
+                        f(&event);
                     }
                 }
                 Output::Wait(Some(t)) => {
@@ -438,6 +465,12 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                     ));
                 }
                 Output::Finished(Ok(completed)) => {
+                    // The last fragment's answer is the item, not a new offset: report
+                    // the end so that progress reaches the total.
+                    let total = self.source.size();
+                    if reported < total {
+                        self.report(started, total, total, accepted_data);
+                    }
                     if let (Some(p), false) = (&self.checkpoint_file, self.keep_checkpoint) {
                         checkpoint::remove(p)?;
                     }

@@ -23,7 +23,15 @@ pub(crate) struct Settings {
     /// Upper bound on one request; also used when the machine suggests no deadline.
     pub request_timeout: Duration,
     pub max_response_body: u64,
+    /// Send `Expect: 100-continue` with bodies over [`EXPECT_CONTINUE_ABOVE`].
+    pub expect_continue: bool,
 }
+
+/// Bodies larger than this go with `Expect: 100-continue`, so that a server answering
+/// from the head alone (429, 401, 413…) is heard before the body is sent. Without it the
+/// server closes the connection under a body it does not read, and ureq, still writing,
+/// reports a broken connection instead of the answer (losing a `Retry-After`).
+pub(crate) const EXPECT_CONTINUE_ABOVE: usize = 64 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -32,6 +40,7 @@ impl Default for Settings {
             connect_timeout: Some(Duration::from_secs(30)),
             request_timeout: Duration::from_secs(15 * 60),
             max_response_body: 1 << 20,
+            expect_continue: true,
         }
     }
 }
@@ -132,7 +141,11 @@ fn classify(e: ureq::Error) -> Result<TransportFailure, Error> {
         U::HostNotFound | U::ConnectionFailed => Ok(TransportFailure::Connect),
         U::BodyExceedsLimit(_) => Ok(TransportFailure::ResponseTooLarge),
         U::Io(io) => {
-            // ureq wraps its own errors (a body limit, a timeout) in io::Error.
+            // ureq wraps its own errors (a body limit, a timeout) in io::Error, and
+            // rustls reports handshake failures through the stream as io::Error.
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return classify_tls(tls);
+            }
             match io.downcast::<ureq::Error>() {
                 Ok(inner) => classify(inner),
                 Err(io) => Ok(io_failure(&io)),
@@ -141,7 +154,7 @@ fn classify(e: ureq::Error) -> Result<TransportFailure, Error> {
         U::Protocol(_) => Ok(TransportFailure::Other),
         U::Tls(m) => Err(Error::Tls(m.to_string())),
         U::Pem(p) => Err(Error::Tls(p.to_string())),
-        U::Rustls(r) => Err(Error::Tls(r.to_string())),
+        U::Rustls(r) => classify_tls(&r),
         // Never carries the URI: it may be a pre-authenticated URL.
         U::BadUri(_) => Err(Error::Request("invalid URI".into())),
         U::Http(h) => Err(Error::Request(h.to_string())),
@@ -149,6 +162,22 @@ fn classify(e: ureq::Error) -> Result<TransportFailure, Error> {
             "unexpected redirect or status handling".into(),
         )),
         other => Err(Error::Request(other.to_string())),
+    }
+}
+
+/// A TLS failure: certificate and negotiation failures (and alerts, the peer's explicit
+/// refusal) cannot be fixed by retrying and stop the upload; anything else (a corrupt
+/// record on a flaky link) is a transport failure the machine may retry.
+fn classify_tls(e: &rustls::Error) -> Result<TransportFailure, Error> {
+    use rustls::Error as R;
+    match e {
+        R::InvalidCertificate(_)
+        | R::NoCertificatesPresented
+        | R::UnsupportedNameType
+        | R::PeerIncompatible(_)
+        | R::InvalidCertRevocationList(_)
+        | R::AlertReceived(_) => Err(Error::Tls(e.to_string())),
+        _ => Ok(TransportFailure::Other),
     }
 }
 
@@ -171,7 +200,13 @@ pub(crate) fn send(
         }
         None => settings.request_timeout,
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if settings.expect_continue && body.len() > EXPECT_CONTINUE_ABOVE {
+        parts.headers.insert(
+            http::header::EXPECT,
+            http::HeaderValue::from_static("100-continue"),
+        );
+    }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let result = if body.is_empty() && !has_length {
         run(
