@@ -2,6 +2,8 @@
 //! fast-forwards a OneDrive machine to any phase. Not part of the stable API; these
 //! helpers panic on unexpected machine output, as tests want.
 
+pub mod dropbox;
+
 use crate::onedrive::{
     Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveEvent, OneDriveOutput,
     OneDriveUpload, Target,
