@@ -10,22 +10,53 @@ use sha2::{Digest, Sha256};
 /// Size of a Dropbox content-hash block (dropbox.md §8): 4 MiB.
 pub const CONTENT_HASH_BLOCK: usize = 4 * 1024 * 1024;
 
+/// QuickXorHash period in bytes: the bit offset of the byte at position `i` is
+/// `11 * i mod 160`, which depends only on `i mod 160` (onedrive.md §7.2).
+const QXH_PERIOD: usize = 160;
+
+/// QuickXorHash accumulator width in bytes (160 bits).
+const QXH_WIDTH: usize = 20;
+
 /// Streaming QuickXorHash (onedrive.md §7.2).
 ///
 /// The hash is linear in its input: the byte at absolute position `i` is XORed into the
 /// 160-bit accumulator rotated by `11 * i mod 160`. [`QuickXorHash::at_position`] exploits
 /// that to hash a piece of a file that starts at any offset; [`QuickXorHash::combine`]
 /// XORs such pieces together.
-#[derive(Clone, Debug, Default)]
+///
+/// # How it is fast
+/// The rotation depends only on the position modulo 160, so all bytes whose positions are
+/// congruent modulo 160 can be XORed together first and rotated into the accumulator once.
+/// The state is therefore a 160-byte "period sum" (slot `k` = XOR of every byte at an
+/// absolute position `≡ k (mod 160)`), which [`update`](Self::update) fills with plain
+/// 64-bit XORs over whole 160-byte periods (memory-bandwidth bound). The 160 rotations
+/// happen only in [`digest`](Self::digest). Pieces combine by XORing period sums.
+#[derive(Clone)]
 pub struct QuickXorHash {
-    acc: [u8; 20],
+    /// Slot `k`: XOR of all bytes hashed so far at absolute positions `≡ k (mod 160)`.
+    period_sum: [u8; QXH_PERIOD],
     len: u64,
+}
+
+impl Default for QuickXorHash {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for QuickXorHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuickXorHash")
+            .field("len", &self.len)
+            .field("digest", &self.base64())
+            .finish()
+    }
 }
 
 impl QuickXorHash {
     /// Returns an empty hasher (position 0).
     pub fn new() -> Self {
-        Self::default()
+        Self::at_position(0)
     }
 
     /// Returns an empty hasher whose next byte is at absolute position `pos`.
@@ -34,7 +65,7 @@ impl QuickXorHash {
     /// [`combine`](Self::combine) the pieces.
     pub fn at_position(pos: u64) -> Self {
         Self {
-            acc: [0; 20],
+            period_sum: [0; QXH_PERIOD],
             len: pos,
         }
     }
@@ -51,31 +82,77 @@ impl QuickXorHash {
 
     /// Feeds `data`, which continues the input at position [`len`](Self::len).
     pub fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            let bit = ((self.len % 160) * 11 % 160) as usize;
-            let (byte, off) = (bit / 8, bit % 8);
-            self.acc[byte] ^= b << off;
-            if off != 0 {
-                self.acc[(byte + 1) % 20] ^= b >> (8 - off);
-            }
-            self.len += 1;
+        // `len % 160` fits in usize; the cast cannot truncate.
+        let slot = (self.len % QXH_PERIOD as u64) as usize;
+        // Lengths beyond 2^64 cannot occur for real files; wrap rather than panic.
+        self.len = self.len.wrapping_add(data.len() as u64);
+
+        // Head: bring the position to a multiple of 160 (slot 0).
+        let head_len = if slot == 0 {
+            0
+        } else {
+            (QXH_PERIOD - slot).min(data.len())
+        };
+        let (head, rest) = data.split_at(head_len);
+        if let Some(dst) = self.period_sum.get_mut(slot..) {
+            xor_into(dst, head);
         }
+
+        // Body: whole periods, XORed word-wise into registers, then into the period sum.
+        let mut periods = rest.chunks_exact(QXH_PERIOD);
+        if rest.len() >= QXH_PERIOD {
+            let mut lanes = [0u64; QXH_PERIOD / 8];
+            for period in &mut periods {
+                for (lane, word) in lanes.iter_mut().zip(period.chunks_exact(8)) {
+                    *lane ^= le_u64(word);
+                }
+            }
+            for (dst, lane) in self.period_sum.chunks_exact_mut(8).zip(lanes) {
+                xor_into(dst, &lane.to_le_bytes());
+            }
+        }
+
+        // Tail: a partial period starting at slot 0.
+        xor_into(&mut self.period_sum, periods.remainder());
     }
 
     /// XORs the accumulator of `other` (a piece hashed with [`at_position`](Self::at_position))
     /// into this one; the length becomes the larger of the two ends.
     pub fn combine(&mut self, other: &QuickXorHash) {
-        for (a, b) in self.acc.iter_mut().zip(other.acc.iter()) {
-            *a ^= b;
-        }
+        xor_into(&mut self.period_sum, &other.period_sum);
         self.len = self.len.max(other.len);
+    }
+
+    /// Returns the 160-bit accumulator (without the length), little-endian
+    /// (onedrive.md §7.2, finalise step 1).
+    fn accumulator(&self) -> [u8; QXH_WIDTH] {
+        let mut acc = [0u8; QXH_WIDTH];
+        // Slot k sits at bit (11 * k) mod 160; step the offset by 11 per slot.
+        let mut bit = 0usize;
+        for &b in &self.period_sum {
+            let (byte, off) = (bit / 8, bit % 8);
+            let spread = u16::from(b) << off;
+            let [low, high] = spread.to_le_bytes();
+            if let Some(x) = acc.get_mut(byte) {
+                *x ^= low;
+            }
+            // Bits past bit 159 wrap to bit 0.
+            if let Some(x) = acc.get_mut((byte + 1) % QXH_WIDTH) {
+                *x ^= high;
+            }
+            bit += 11;
+            if bit >= QXH_PERIOD {
+                bit -= QXH_PERIOD;
+            }
+        }
+        acc
     }
 
     /// Returns the 20-byte digest (accumulator XOR little-endian length in bytes 12..20).
     pub fn digest(&self) -> [u8; 20] {
-        let mut out = self.acc;
-        for (k, x) in self.len.to_le_bytes().iter().enumerate() {
-            out[12 + k] ^= x;
+        let mut out = self.accumulator();
+        for (o, x) in out.iter_mut().skip(12).zip(self.len.to_le_bytes()) {
+            *o ^= x;
         }
         out
     }
@@ -85,6 +162,20 @@ impl QuickXorHash {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(self.digest())
     }
+}
+
+/// `dst[i] ^= src[i]` over the common prefix (written so that it auto-vectorises).
+#[inline]
+fn xor_into(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d ^= *s;
+    }
+}
+
+/// Little-endian `u64` from an 8-byte slice (callers pass `chunks_exact(8)` items).
+#[inline(always)]
+fn le_u64(word: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes)
 }
 
 /// Streaming Dropbox content hash (dropbox.md §8): SHA-256 over the concatenated SHA-256

@@ -93,6 +93,8 @@ pub enum Violation {
     BadBatch,
     /// Batch commit started while another one for the same account was running (rule 63).
     OverlappingBatchCommit,
+    /// Batch commit entry whose session was never closed (dropbox rule 62).
+    BatchSessionNotClosed,
 }
 
 /// Per-kind counters.
