@@ -116,6 +116,8 @@ pub enum BudgetExhausted {
     Attempts {
         /// Failures counted.
         attempts: u32,
+        /// Time since the first of them.
+        elapsed: Duration,
     },
     /// The next wait would end beyond `max_elapsed`.
     Time {
@@ -190,6 +192,7 @@ impl RetryBudget {
         if self.attempts > policy.max_attempts {
             return Err(BudgetExhausted::Attempts {
                 attempts: self.attempts - 1,
+                elapsed,
             });
         }
         let delay = backoff_delay(policy, self.attempts, hint, jitter.next_u64());
@@ -270,7 +273,10 @@ mod tests {
         }
         assert_eq!(
             b.fail(&p, t0, None, &mut j),
-            Err(BudgetExhausted::Attempts { attempts: 3 })
+            Err(BudgetExhausted::Attempts {
+                attempts: 3,
+                elapsed: Duration::ZERO
+            })
         );
         assert!(b.observe_offset(10));
         assert_eq!(b.attempts(), 0);

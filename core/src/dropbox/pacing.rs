@@ -78,7 +78,7 @@ impl Pacer {
             },
             Err(ex) => {
                 let (attempts, elapsed) = match ex {
-                    BudgetExhausted::Attempts { attempts } => (attempts, Duration::ZERO),
+                    BudgetExhausted::Attempts { attempts, elapsed } => (attempts, elapsed),
                     BudgetExhausted::Time { elapsed } => (self.budget.attempts(), elapsed),
                 };
                 Err(UploadError::TooManyRetries {

@@ -450,8 +450,10 @@ pub struct OneDriveConfig {
     /// After a createUploadSession whose outcome is unknown (5xx, lost response), a 409
     /// on the next create can mean the lost session still blocks the target (OneDrive
     /// for Business, onedrive.md §1.5). Wait this long (about the 15-minute session
-    /// expiry) once and try again; `None` fails at once.
+    /// expiry) and try again; `None` fails at once.
     pub orphan_session_wait: Option<Duration>,
+    /// How many such waits one upload may make before failing with the conflict.
+    pub max_orphan_waits: u32,
     /// Largest file accepted at build time.
     pub max_file_size: u64,
     /// Response bodies larger than this are not parsed (treated as malformed).
@@ -470,6 +472,7 @@ impl Default for OneDriveConfig {
             max_restarts: 5,
             not_found: NotFoundPolicy::default(),
             orphan_session_wait: Some(Duration::from_secs(16 * 60)),
+            max_orphan_waits: 3,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_response_body: 1 << 20,
         }

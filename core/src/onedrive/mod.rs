@@ -57,6 +57,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How often a session abandoned by this upload is deleted because a new create
+/// conflicts with it, before the conflict is reported.
+const MAX_STALE_DELETES: u32 = 3;
+
 /// The output type of a [`OneDriveUpload`].
 pub type OneDriveOutput = Output<Completed, Checkpoint>;
 /// The event type of a [`OneDriveUpload`].
@@ -198,7 +202,8 @@ pub struct OneDriveUpload {
     anchor_explicit: bool,
 
     create_ambiguous: bool,
-    orphan_waited: bool,
+    orphan_waits: u32,
+    stale_deletes: u32,
     simple_ambiguous: bool,
     bad_request_at: Option<u64>,
     cancel_requested: bool,
@@ -437,7 +442,8 @@ impl OneDriveUpload {
             anchor: None,
             anchor_explicit: false,
             create_ambiguous: false,
-            orphan_waited: false,
+            orphan_waits: 0,
+            stale_deletes: 0,
             simple_ambiguous: false,
             bad_request_at: None,
             cancel_requested: false,
@@ -659,7 +665,7 @@ impl OneDriveUpload {
                     return;
                 }
                 let (attempts, elapsed) = match ex {
-                    BudgetExhausted::Attempts { attempts } => (attempts, Duration::ZERO),
+                    BudgetExhausted::Attempts { attempts, elapsed } => (attempts, elapsed),
                     BudgetExhausted::Time { elapsed } => (self.budget.attempts(), elapsed),
                 };
                 self.fail(UploadError::TooManyRetries {
@@ -790,7 +796,10 @@ impl OneDriveUpload {
         }
     }
 
-    fn restart(&mut self, cause: UploadError, server_said_gone: bool) {
+    /// Abandons the session and starts a new one. `unusable`: the old session can
+    /// never be used again (its own token expired), so it is not even kept for a
+    /// cleanup DELETE.
+    fn restart(&mut self, cause: UploadError, unusable: bool) {
         if self.restarts >= self.cfg.max_restarts {
             let restarts = self.restarts;
             self.fail(UploadError::TooManyRestarts {
@@ -805,12 +814,12 @@ impl OneDriveUpload {
             restarts: self.restarts,
         });
         let old = self.session.take();
-        self.stale = if server_said_gone { None } else { old };
+        self.stale = if unusable { None } else { old };
         self.offset = 0;
         self.budget.reset(0);
         self.bad_request_at = None;
         self.create_ambiguous = false;
-        self.orphan_waited = false;
+        self.stale_deletes = 0;
         self.step = Step::Ready(if self.size == 0 {
             Action::SimpleUpload
         } else {
@@ -913,7 +922,9 @@ impl OneDriveUpload {
         } else if self.cfg.not_found == NotFoundPolicy::Fail {
             self.fail(UploadError::SessionNotFound);
         } else {
-            self.restart(UploadError::SessionNotFound, true);
+            // Kept as stale: a 404 may have been transient, and a live session would
+            // block the new create (onedrive §1.5); it is deleted only if it does.
+            self.restart(UploadError::SessionNotFound, false);
         }
     }
 
@@ -1008,8 +1019,7 @@ impl OneDriveUpload {
                 } else if self.cfg.not_found == NotFoundPolicy::Fail {
                     self.fail(UploadError::SessionNotFound);
                 } else {
-                    self.session = None;
-                    self.restart(UploadError::SessionNotFound, true);
+                    self.restart(UploadError::SessionNotFound, false);
                 }
             }
         }
@@ -1217,8 +1227,7 @@ impl OneDriveUpload {
                         if self.cfg.not_found == NotFoundPolicy::Fail {
                             self.fail(UploadError::SessionNotFound);
                         } else {
-                            self.session = None;
-                            self.restart(UploadError::SessionNotFound, true);
+                            self.restart(UploadError::SessionNotFound, false);
                         }
                     }
                 },
@@ -1274,7 +1283,13 @@ impl OneDriveUpload {
                         }
                     }
                     DeleteReason::Stale => {
-                        if gone || !self.transient(now, status, headers, &body, action, action) {
+                        if status == 404 {
+                            // Gone, or a transient 404 (onedrive §11 rule 43): keep it in
+                            // case the next create still conflicts with it.
+                            self.step = Step::Ready(Action::Create);
+                        } else if gone
+                            || !self.transient(now, status, headers, &body, action, action)
+                        {
                             self.stale = None;
                             self.step = Step::Ready(Action::Create);
                         }
@@ -1337,7 +1352,8 @@ impl OneDriveUpload {
                     commit_sent: false,
                 });
                 self.create_ambiguous = false;
-                self.orphan_waited = false;
+                self.stale = None;
+                self.stale_deletes = 0;
                 self.offset = 0;
                 self.budget.reset(0);
                 self.bad_request_at = None;
@@ -1356,16 +1372,36 @@ impl OneDriveUpload {
             401 => self.need_token(Action::Create),
             409 => {
                 let codes = self.codes(body);
+                // A stale session past its expiry cannot be what blocks the target.
+                if self
+                    .stale
+                    .as_ref()
+                    .is_some_and(|s| self.past_expiry(s, now))
+                {
+                    self.stale = None;
+                }
+                if self.stale.is_some() && self.stale_deletes >= MAX_STALE_DELETES {
+                    self.stale = None;
+                }
                 if self.stale.is_some() {
-                    self.step = Step::Ready(Action::Delete(DeleteReason::Stale));
-                } else if let (true, false, Some(wait)) = (
+                    self.stale_deletes += 1;
+                    if self.stale_deletes == 1 {
+                        self.step = Step::Ready(Action::Delete(DeleteReason::Stale));
+                    } else {
+                        let cause = UploadError::Conflict { codes };
+                        self.retry_later(now, cause, None, Action::Delete(DeleteReason::Stale));
+                    }
+                } else if let (true, true, Some(wait)) = (
                     self.create_ambiguous,
-                    self.orphan_waited,
+                    self.orphan_waits < self.cfg.max_orphan_waits,
                     self.cfg.orphan_session_wait,
                 ) {
                     // A session we never heard of may block the target until it expires.
-                    self.orphan_waited = true;
+                    // The wait is deliberate and bounded by its own count, so it starts
+                    // the retry budget afresh.
+                    self.orphan_waits += 1;
                     self.create_ambiguous = false;
+                    self.budget.reset(0);
                     match now.checked_add(wait) {
                         Some(until) => {
                             self.event(Event::RetryScheduled {

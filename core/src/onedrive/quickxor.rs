@@ -270,6 +270,33 @@ mod tests {
     }
 
     #[test]
+    fn all_seventy_rclone_vectors() {
+        let tsv = include_str!("../../../tests/tests/data/quickxorhash_rclone.tsv");
+        let mut n = 0;
+        for line in tsv
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let cols: Vec<&str> = line.split('\t').collect();
+            assert_eq!(cols.len(), 3, "{line}");
+            let input = if cols[1] == "-" {
+                Vec::new()
+            } else {
+                b64(cols[1])
+            };
+            assert_eq!(input.len(), cols[0].parse::<usize>().unwrap(), "{line}");
+            // Fed in awkward pieces, to cross the word and period boundaries.
+            let mut h = QuickXorHash::new();
+            for piece in input.chunks(7) {
+                h.update(piece);
+            }
+            assert_eq!(h.base64(), cols[2], "size {}", cols[0]);
+            n += 1;
+        }
+        assert_eq!(n, 70);
+    }
+
+    #[test]
     fn ascii_vectors_from_the_spec() {
         let cases: [(&[u8], &str); 4] = [
             (b"a", "YQAAAAAAAAAAAAAAAQAAAAAAAAA="),
@@ -337,5 +364,33 @@ mod tests {
         );
         assert_eq!(QuickXorHash::decode_digest("YRDD"), None);
         assert_eq!(QuickXorHash::decode_digest(""), None);
+    }
+}
+
+#[cfg(test)]
+mod throughput {
+    /// `cargo test --release -p upload-session throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn quickxor_and_sha256_throughput() {
+        let data = vec![0x5au8; 64 << 20];
+        let t = std::time::Instant::now();
+        let mut h = super::QuickXorHash::new();
+        for piece in data.chunks(1 << 20) {
+            h.update(&piece[1..]);
+            h.update(&piece[..1]);
+        }
+        let qx = t.elapsed();
+        let t = std::time::Instant::now();
+        let mut s = crate::hash::Sha256State::new();
+        s.update(&data);
+        let sha = t.elapsed();
+        let mb = data.len() as f64 / 1e6;
+        println!(
+            "QuickXorHash {:.0} MB/s, SHA-256 {:.0} MB/s ({})",
+            mb / qx.as_secs_f64(),
+            mb / sha.as_secs_f64(),
+            h.base64()
+        );
     }
 }

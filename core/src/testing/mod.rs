@@ -2,7 +2,9 @@
 //! fast-forwards a OneDrive machine to any phase. Not part of the stable API; these
 //! helpers panic on unexpected machine output, as tests want.
 
+mod driver;
 pub mod dropbox;
+pub use driver::{Delivery, DriveReport, drive};
 
 use crate::onedrive::{
     Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveEvent, OneDriveOutput,

@@ -1,1 +1,0 @@
-//! Unit tests per phase (Scenario fast-forward).
