@@ -51,6 +51,11 @@ const M: u64 = 1024 * 1024;
 const BLOCK: u64 = 4 * M;
 const MAX_STEPS: u64 = 200_000;
 
+thread_local! {
+    /// Crash-and-resume runs so far on this thread (for the soak summary).
+    static RESUMES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The session types a case exercises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -84,6 +89,8 @@ struct Case {
     existing: Existing,
     rates: FaultRates,
     storm: bool,
+    /// Any fault rate is non-zero.
+    faulty: bool,
     crash_after: Option<u32>,
     crash_sent: bool,
 }
@@ -171,6 +178,7 @@ impl Case {
             existing,
             rates,
             storm,
+            faulty,
             crash_after: crash.then(|| below(4) as u32),
             crash_sent: below(2) == 0,
         }
@@ -565,6 +573,7 @@ fn upload_one(
         }
         let json = cp.to_json().map_err(|e| e.to_string())?;
         let cp = Checkpoint::from_json(&json).map_err(|e| e.to_string())?;
+        RESUMES.with(|r| r.set(r.get() + 1));
         // The new process logs in again.
         let fresh = emu.borrow_mut().issue_token();
         *token.borrow_mut() = fresh.clone();
@@ -757,6 +766,7 @@ impl Stats {
                         .map(|t| t.trim_end_matches(['.', '/']))
                         .unwrap_or("");
                     if fault != "None" {
+                        let fault = fault.split('(').take(2).collect::<Vec<_>>().join("(");
                         format!("{status} {fault}")
                     } else if !summary.is_empty() {
                         format!("{status} {summary}")
@@ -788,7 +798,10 @@ fn soak_kind(kind: Kind) {
     let (mut ok, mut forced_errs, mut calm_forced) = (0u64, Vec::new(), 0u64);
     let mut failures = Vec::new();
     let mut stats = Stats::default();
+    let mut faulted = 0u64;
+    let resumes0 = RESUMES.with(|r| r.get());
     for seed in start..start + n {
+        faulted += u64::from(Case::from_seed(seed, kind).faulty);
         let r = check_seed_traced(seed, kind).map(|(o, t)| {
             stats.add(&t);
             o
@@ -816,6 +829,10 @@ fn soak_kind(kind: Kind) {
         t0.elapsed().as_secs_f64(),
         forced_errs.len(),
         failures.len()
+    );
+    println!(
+        "  {faulted} cases with faults, {} crash-and-resume runs",
+        RESUMES.with(|r| r.get()) - resumes0
     );
     println!(
         "  {} requests; by route {:?}",

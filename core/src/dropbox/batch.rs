@@ -3,18 +3,21 @@
 //!
 //! ```text
 //!  queue ──▶ finish_batch_v2 (≤ 1000 entries, one call at a time) ──▶ per entry:
-//!    ▲         │ 429 / 5xx / reset: wait, send the group again        success ─▶ verify size + hash
-//!    │         │ 401 expired: TokenNeeded                             failure:
-//!    └─────────┴──── too_many_write_operations entries (after a wait) ◀┘  too_many_write_operations
-//!                    lookup_failed/not_found after an unseen outcome ──▶ get_metadata ─▶ verify
-//!                    anything else ──▶ that entry's typed error
+//!    ▲         │ 429: wait, send the group again                     success ─▶ verify size + hash
+//!    │         │ 5xx / lost / garbled: send again; in doubt twice ──▶ get_metadata first
+//!    │         │ 401 expired: TokenNeeded                            failure:
+//!    └─────────┴── too_many_write_operations entries, after a wait ◀──┘ too_many_write_operations
+//!                  lookup_failed/not_found after a doubt ──▶ get_metadata ─▶ verify
+//!                  anything else ──▶ that entry's typed error
 //! ```
 //!
 //! Batch commits for one account must not overlap (§12 rule 63): the machine sends one
-//! call at a time. An entry whose earlier call ended without a visible answer (5xx, lost
-//! response) may have been committed already; when a later call answers
-//! `lookup_failed/not_found` for it, the file is looked up with `files/get_metadata` and
-//! accepted if its size and content hash match the session's.
+//! call at a time. An entry whose call ended without a visible answer (5xx, lost
+//! response) may have been committed already (which consumes its session). It is sent
+//! again; when that answers `lookup_failed/not_found`, or when its outcome is in doubt a
+//! second time, the file is looked up with `files/get_metadata` and accepted if its size
+//! and content hash match the session's (a file committed under another name by
+//! `autorename` cannot be found that way and is reported as `SessionNotFound`).
 //!
 //! A batch needs no checkpoint: to resume after a crash, run the same entries again
 //! with [`BatchBuilder::rerun`]: entries the first run committed answer `not_found` and
@@ -110,6 +113,8 @@ pub struct BatchCommit {
     queue: VecDeque<usize>,
     lookups: VecDeque<usize>,
     unsure: Vec<bool>,
+    /// Consecutive calls for this entry that ended without a visible answer.
+    doubt: Vec<u8>,
     in_flight: Option<(u64, Req, u64)>,
 
     events: VecDeque<Event<NoCheckpoint>>,
@@ -220,6 +225,7 @@ impl BatchBuilder {
             queue: (0..n).collect(),
             lookups: VecDeque::new(),
             unsure: vec![self.rerun; n],
+            doubt: vec![0; n],
             in_flight: None,
             events: VecDeque::new(),
             result: None,
@@ -387,12 +393,7 @@ impl BatchCommit {
         match wire::parse_batch_result(body, self.cfg.max_response_body, group.len()) {
             Err(detail) => {
                 // Applied or not, we cannot tell.
-                for &i in &group {
-                    if let Some(u) = self.unsure.get_mut(i) {
-                        *u = true;
-                    }
-                }
-                self.requeue(&group);
+                self.in_doubt(&Req::Batch(group));
                 self.retry_later(now, UploadError::MalformedResponse { status, detail }, None);
             }
             Ok(results) => {
@@ -433,24 +434,20 @@ impl BatchCommit {
     fn on_lookup(&mut self, now: Instant, i: usize, class: Class, status: u16, body: &[u8]) {
         match class {
             Class::Success => match wire::parse_metadata(body, self.cfg.max_response_body) {
-                Ok(meta) => {
-                    let r = self
-                        .verify(i, meta)
-                        // A different file there: the commit did not happen, and the
-                        // session is gone.
-                        .map_err(|_| UploadError::SessionNotFound);
-                    self.resolve(i, r);
-                    self.progress();
-                }
+                Ok(meta) => match self.verify(i, meta) {
+                    Ok(c) if c.hash_verified => {
+                        self.resolve(i, Ok(c));
+                        self.progress();
+                    }
+                    // Another file there: this entry's commit did not happen.
+                    _ => self.lookup_miss(i),
+                },
                 Err(detail) => {
                     self.lookups.push_front(i);
                     self.retry_later(now, UploadError::MalformedResponse { status, detail }, None);
                 }
             },
-            Class::Api(e) if e.is(&["path", "not_found"]) => {
-                self.resolve(i, Err(UploadError::SessionNotFound));
-                self.progress();
-            }
+            Class::Api(e) if e.is(&["path", "not_found"]) => self.lookup_miss(i),
             Class::Api(e) => {
                 self.resolve(
                     i,
@@ -490,9 +487,10 @@ impl BatchCommit {
                 ambiguous,
             } => {
                 if ambiguous {
-                    self.mark_unsure(&req);
+                    self.in_doubt(&req);
+                } else {
+                    self.requeue_req(&req);
                 }
-                self.requeue_req(&req);
                 self.retry_later(now, cause, hint);
             }
             Class::Token => {
@@ -535,13 +533,56 @@ impl BatchCommit {
         }
     }
 
-    fn mark_unsure(&mut self, req: &Req) {
-        if let Req::Batch(g) = req {
-            for &i in g {
-                if let Some(u) = self.unsure.get_mut(i) {
-                    *u = true;
+    /// A call ended without a visible answer: its entries may be committed. They are
+    /// sent again; an entry in doubt for the second time in a row is looked up first
+    /// instead, so a session that may be consumed is not used again and again.
+    fn in_doubt(&mut self, req: &Req) {
+        match req {
+            Req::Batch(g) => {
+                let mut again = Vec::new();
+                for &i in g {
+                    if let Some(u) = self.unsure.get_mut(i) {
+                        *u = true;
+                    }
+                    let d = match self.doubt.get_mut(i) {
+                        Some(d) => {
+                            *d = d.saturating_add(1);
+                            *d
+                        }
+                        None => 0,
+                    };
+                    if d >= 2 {
+                        self.lookups.push_back(i);
+                    } else {
+                        again.push(i);
+                    }
                 }
+                self.requeue(&again);
             }
+            Req::Lookup(i) => self.lookups.push_front(*i),
+        }
+    }
+
+    /// The lookup shows entry `i` is not committed: send it again.
+    fn not_committed(&mut self, i: usize) {
+        if let Some(u) = self.unsure.get_mut(i) {
+            *u = false;
+        }
+        if let Some(d) = self.doubt.get_mut(i) {
+            *d = 0;
+        }
+        self.queue.push_front(i);
+    }
+
+    /// The file is not (or not ours) at the entry's path.
+    fn lookup_miss(&mut self, i: usize) {
+        if self.doubt.get(i).copied().unwrap_or(0) >= 2 {
+            // Looked up before sending again: it was not committed.
+            self.not_committed(i);
+        } else {
+            // The session answered not_found and the file is not there: gone.
+            self.resolve(i, Err(UploadError::SessionNotFound));
+            self.progress();
         }
     }
 
@@ -688,9 +729,10 @@ impl UploadMachine for BatchCommit {
         let now = self.clamp(now);
         if let Some((req, _)) = self.take(id)? {
             if failure != TransportFailure::Connect {
-                self.mark_unsure(&req);
+                self.in_doubt(&req);
+            } else {
+                self.requeue_req(&req);
             }
-            self.requeue_req(&req);
             self.retry_later(now, UploadError::Transport(failure), None);
         }
         Ok(())

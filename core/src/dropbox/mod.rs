@@ -8,21 +8,23 @@
 //! ```text
 //!   NeedToken ◀── 401 expired_access_token (any request; resent after set_access_token)
 //!
-//!   Starting ──start──▶ Uploading ──────────────────────────────▶ Committing ──▶ Verifying ─▶ Done
-//!     ▲  (seq: chunk 0,   │ seq: append at the confirmed offset     finish        size +
-//!     │   closing when    │ conc: N aligned appends, closing last   (seq: last    content_hash
-//!     │   it is the file) │ incorrect_offset{c}: landed / tail /     chunk or     vs FileMetadata
-//!     │                   │   restart;  closed on a closing retry:   empty;
-//!     │                   │   landed                                 conc: empty)
-//!     │                   ▼                                            │ lost answer, then
-//!     │        builder_for_batch: closing append ──▶ Closed            │ not_found: get_metadata
-//!     │                                           (ClosedSession)      ▼
-//!     └──── restart: not_found, session older than 7 days, ◀──── mismatch / path not_found
-//!           offset behind confirmed data (max_restarts)
+//!   Starting ──start──▶ Uploading ───────────────────────────▶ Committing ──▶ Verifying ──▶ Done
+//!     ▲  (seq: chunk 0,   │ seq: append at the confirmed offset    finish        size + content_hash
+//!     │   closing when    │ conc: N aligned appends, closing last  (seq: last    vs FileMetadata
+//!     │   it is the file) │ incorrect_offset{c}: landed / resend   chunk or
+//!     │                   │   the tail / restart                   empty;
+//!     │                   │ closed on a retried closing append:    conc: empty)
+//!     │                   │   it landed                              │
+//!     │                   ▼                                          │ answer not seen (5xx, lost,
+//!     │   builder_for_batch: closing append ──▶ Closed               │ garbled): get_metadata ──▶
+//!     │                              (ClosedSession)                 │  ours: Done; not ours: finish
+//!     │                                                              ▼  again
+//!     └──── restart: not_found, session near its 7-day end, offset behind confirmed data
+//!           (at most max_restarts)
 //!
 //!   Backoff: 429 (max(Retry-After, retry_after, 1 s)), too_many_write_operations,
 //!            5xx, timeouts, resets, content_hash_mismatch → wait, then re-issue
-//!   Failed: 400, 403, other 401/409 (typed, with the tag chain), integrity, budget
+//!   Failed:  400, 403, other 401/409 (typed, with the tag chain), integrity, budgets
 //! ```
 //! The sequential plan is in [`sequential`], the concurrent one in [`concurrent`], the
 //! batch commit in [`batch`].

@@ -976,9 +976,8 @@ impl DropboxUpload {
                                 restarts,
                             }))));
                         } else {
-                            // The file there is not ours: the commit did not happen and
-                            // the session is gone.
-                            self.restart(UploadError::SessionNotFound);
+                            // The file there is not ours: the commit did not happen.
+                            self.not_committed();
                         }
                     }
                 }
@@ -1013,7 +1012,7 @@ impl DropboxUpload {
                 ambiguous,
             } => {
                 if ambiguous && f.op.kind == OpKind::Finish {
-                    self.finish_unsure = true;
+                    self.finish_in_doubt();
                 }
                 self.retry_later(now, cause, hint);
             }
@@ -1075,7 +1074,7 @@ impl DropboxUpload {
                 }
                 Err(detail) => {
                     // Committed, most likely, but unreadable: look the file up.
-                    self.finish_unsure = true;
+                    self.finish_in_doubt();
                     self.retry_later(now, UploadError::MalformedResponse { status, detail }, None);
                 }
             },
@@ -1209,13 +1208,36 @@ impl DropboxUpload {
             }
             OpKind::Lookup => {
                 if e.is(&["path", "not_found"]) {
-                    // Not committed, and the session is gone.
-                    self.restart(UploadError::SessionNotFound);
+                    // Not committed.
+                    self.not_committed();
                 } else {
                     self.rejected(e);
                 }
             }
         }
+    }
+
+    /// A finish ended without a visible answer (5xx, lost response, garbled success):
+    /// it may have committed the file, which consumes the session. Look the file up
+    /// before sending the finish again (dropbox.md §11), so a consumed session is not
+    /// used again.
+    fn finish_in_doubt(&mut self) {
+        self.finish_unsure = true;
+        self.stage = Stage::Lookup;
+    }
+
+    /// The lookup shows the commit did not happen: finish again (a finish that meets
+    /// `not_found` now means the session expired).
+    fn not_committed(&mut self) {
+        self.finish_unsure = false;
+        if self.session.is_none() {
+            self.restart(UploadError::SessionNotFound);
+            return;
+        }
+        self.stage = match self.layout {
+            Layout::Seq(_) => Stage::Upload,
+            Layout::Conc(_) => Stage::Finish,
+        };
     }
 
     /// `closed` on an append.
@@ -1328,7 +1350,7 @@ impl DropboxUpload {
 
     fn on_failure(&mut self, now: Instant, f: InFlight, failure: TransportFailure) {
         if f.op.kind == OpKind::Finish && failure != TransportFailure::Connect {
-            self.finish_unsure = true;
+            self.finish_in_doubt();
         }
         self.retry_later(now, UploadError::Transport(failure), None);
     }

@@ -201,6 +201,43 @@ fn a_lost_batch_answer_is_resolved_by_lookup() {
 }
 
 #[test]
+fn entries_in_doubt_twice_are_looked_up_before_being_sent_again() {
+    let mut b = bh(2, 1000);
+    let r1 = b.send();
+    let now = b.clock.now();
+    b.m.handle_response(now, r1.id(), raw(502, Bytes::new()))
+        .unwrap();
+    let r2 = b.send();
+    assert_eq!(ids(&r2), ["sid-0", "sid-1"]);
+    let now = b.clock.now();
+    b.m.handle_failure(now, r2.id(), TransportFailure::Closed)
+        .unwrap();
+    // Second doubt: look both up instead of sending the sessions a third time.
+    let l0 = b.send();
+    assert_eq!(arg(&l0), json!({"path": "/batch/f0.txt"}));
+    let now = b.clock.now();
+    b.m.handle_response(now, l0.id(), json_resp(200, meta(&entry(0))))
+        .unwrap();
+    let l1 = b.send();
+    assert_eq!(arg(&l1), json!({"path": "/batch/f1.txt"}));
+    let now = b.clock.now();
+    b.m.handle_response(
+        now,
+        l1.id(),
+        json_resp(
+            409,
+            json!({"error": {".tag": "path", "path": {".tag": "not_found"}}}),
+        ),
+    )
+    .unwrap();
+    // Entry 1 was not committed: it goes in a batch again.
+    let r3 = b.send();
+    assert_eq!(ids(&r3), ["sid-1"]);
+    b.answer(&r3, vec![success(&entry(1))]);
+    assert!(b.done().all_committed());
+}
+
+#[test]
 fn not_found_without_doubt_is_an_entry_error_and_bad_results_are_typed() {
     let mut b = bh(3, 1000);
     let r1 = b.send();

@@ -216,7 +216,14 @@ fn a_failed_finish_never_carries_data() {
     h.ok_null(close.id());
     let fin = h.expect_send();
     h.respond(fin.id(), raw(500, Bytes::new()));
+    let look = h.expect_send();
+    assert_eq!(route(&look), "get_metadata");
+    h.conflict(
+        look.id(),
+        json!({".tag": "path", "path": {".tag": "not_found"}}),
+    );
     let fin2 = h.expect_send();
+    assert_eq!(route(&fin2), "finish");
     assert!(fin2.request().body().is_empty());
     assert_eq!(offset(&fin2), 2 * B + 1);
     let _ = content_hash(b"");

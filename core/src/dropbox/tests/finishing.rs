@@ -99,17 +99,12 @@ fn a_conflict_is_fatal_and_carries_the_tag_chain() {
     ));
 }
 
-fn lost_then_not_found() -> (DropboxHarness, OutgoingRequest) {
+fn lost_finish() -> (DropboxHarness, OutgoingRequest) {
     let (mut h, fin) = at_finish();
     let now = h.clock.now();
     h.m.handle_failure(now, fin.id(), TransportFailure::TimedOut)
         .unwrap();
-    let again = h.expect_send();
-    assert_eq!(offset(&again), 16 * M);
-    h.conflict(
-        again.id(),
-        json!({".tag": "lookup_failed", "lookup_failed": {".tag": "not_found"}}),
-    );
+    // The finish may have committed (consuming the session): look before sending again.
     let look = h.expect_send();
     check_wire(&look);
     assert_eq!(look.kind(), RequestKind::Metadata);
@@ -118,12 +113,13 @@ fn lost_then_not_found() -> (DropboxHarness, OutgoingRequest) {
         format!("{API}files/get_metadata")
     );
     assert_eq!(arg(&look), json!({"path": PATH}));
+    assert_eq!(h.m.phase(), crate::dropbox::Phase::Verifying);
     (h, look)
 }
 
 #[test]
 fn a_lost_finish_is_checked_against_the_file_metadata() {
-    let (mut h, look) = lost_then_not_found();
+    let (mut h, look) = lost_finish();
     let mut meta = h.metadata();
     meta[".tag"] = json!("file");
     h.ok(look.id(), meta);
@@ -134,20 +130,38 @@ fn a_lost_finish_is_checked_against_the_file_metadata() {
 }
 
 #[test]
-fn a_lost_finish_with_another_file_there_restarts() {
-    let (mut h, look) = lost_then_not_found();
+fn a_lost_finish_that_did_not_commit_is_sent_again() {
+    // Another file at the path: not ours, the commit did not happen.
+    let (mut h, look) = lost_finish();
     let mut meta = h.metadata();
     meta["content_hash"] = json!(content_hash(b"something else"));
     h.ok(look.id(), meta);
-    let start = h.expect_send();
-    assert_eq!(route(&start), "start");
-    assert_eq!(h.m.restarts(), 1);
-    let (mut h, look) = lost_then_not_found();
+    let again = h.expect_send();
+    assert_eq!((route(&again).as_str(), offset(&again)), ("finish", 16 * M));
+    assert_eq!(again.body_len(), SIZE - 16 * M);
+    assert_eq!(h.m.restarts(), 0);
+    // Nothing at the path.
+    let (mut h, look) = lost_finish();
     h.conflict(
         look.id(),
         json!({".tag": "path", "path": {".tag": "not_found"}}),
     );
+    let again = h.expect_send();
+    assert_eq!(route(&again), "finish");
+    // Now a not_found can only mean the session expired.
+    h.conflict(
+        again.id(),
+        json!({".tag": "lookup_failed", "lookup_failed": {".tag": "not_found"}}),
+    );
     assert_eq!(route(&h.expect_send()), "start");
+    assert_eq!(h.m.restarts(), 1);
+}
+
+#[test]
+fn a_5xx_finish_is_also_in_doubt() {
+    let (mut h, fin) = at_finish();
+    h.respond(fin.id(), raw(503, Bytes::new()));
+    assert_eq!(route(&h.expect_send()), "get_metadata");
 }
 
 #[test]
@@ -164,12 +178,6 @@ fn not_found_at_a_first_finish_restarts_without_a_lookup() {
 fn a_garbled_finish_success_is_looked_up() {
     let (mut h, fin) = at_finish();
     h.respond(fin.id(), raw(200, Bytes::from_static(b"{\"name\": tru")));
-    let again = h.expect_send();
-    assert_eq!(route(&again), "finish");
-    h.conflict(
-        again.id(),
-        json!({".tag": "lookup_failed", "lookup_failed": {".tag": "not_found"}}),
-    );
     assert_eq!(route(&h.expect_send()), "get_metadata");
 }
 
