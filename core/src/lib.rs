@@ -130,6 +130,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod dropbox;
 mod encoding;
 pub mod error;
 pub mod hash;
