@@ -1,4 +1,4 @@
-//! Uploads a file to OneDrive (Dropbox: pending), resumably.
+//! Uploads a file to OneDrive or Dropbox, resumably.
 //!
 //! ```text
 //! cargo run --release -p upload-session-blocking --example upload -- FILE
@@ -23,13 +23,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use upload_session::onedrive::{
-    ConflictBehavior, OneDriveConfig, OneDriveUpload, Target, limits::GRAPH_GLOBAL,
+use upload_session::dropbox::{
+    CommitInfo, Completed as DropboxCompleted, DropboxConfig, DropboxUpload, WriteMode,
+    limits as dropbox_limits,
 };
-use upload_session::{AccessToken, Event};
-use upload_session_blocking::{CancelHandle, Error, Progress, Source, Upload, resume_or_start};
+use upload_session::onedrive::{
+    ConflictBehavior, OneDriveConfig, OneDriveUpload, Target, limits as onedrive_limits,
+    limits::GRAPH_GLOBAL,
+};
+use upload_session::{AccessToken, Event, UploadMachine};
+use upload_session_blocking::{
+    CancelHandle, Error, Progress, Resumable, Source, Upload, resume_or_start,
+};
 use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
-use upload_session_emulator::{DEFAULT_TOKEN, Service};
+use upload_session_emulator::{DEFAULT_TOKEN, FileRecord, Service};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum To {
@@ -59,11 +66,13 @@ struct Args {
     /// Destination path in the drive (default: `/` + the file's name).
     #[arg(long, value_name = "PATH")]
     dest: Option<String>,
-    /// Fragment size, e.g. `10MiB`, `320KiB`, `5242880` (OneDrive: a multiple of 320 KiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "10MiB")]
-    chunk: u64,
-    /// API base URL: a Graph base like `https://graph.microsoft.us/v1.0`, or the origin of
-    /// a running emulator (`http://127.0.0.1:8080`).
+    /// Fragment size, e.g. `10MiB`, `320KiB`, `5242880` (OneDrive: a multiple of 320 KiB;
+    /// default 10 MiB. Dropbox: at most 150 MiB; default 8 MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    chunk: Option<u64>,
+    /// API base URL. OneDrive: a Graph base like `https://graph.microsoft.us/v1.0`.
+    /// Dropbox: a prefix under which `content/2` and `api/2` live. Either way, the bare
+    /// origin of a running emulator (`http://127.0.0.1:8080`).
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
     /// Bearer token (else ONEDRIVE_TOKEN / DROPBOX_TOKEN).
@@ -119,10 +128,42 @@ fn human(bytes: f64) -> String {
 
 /// Where the upload goes.
 struct Endpoint {
-    graph_base: String,
+    /// `--base-url`, or the embedded emulator's origin; `None`: the real service.
+    base: Option<String>,
     token: String,
     /// The in-process emulator, when no token was given.
     embedded: Option<RunningServer>,
+}
+
+impl Endpoint {
+    /// `base` without trailing `/`, and whether it is a bare origin (an emulator).
+    fn base(&self) -> Option<(String, bool)> {
+        let base = self.base.as_deref()?.trim_end_matches('/').to_string();
+        let bare = base
+            .parse::<upload_session::http::Uri>()
+            .map(|u| u.path().is_empty() || u.path() == "/")
+            .unwrap_or(false);
+        Some((base, bare))
+    }
+
+    fn onedrive(&self) -> OneDriveConfig {
+        match self.base() {
+            None => OneDriveConfig::with_base(GRAPH_GLOBAL),
+            // The emulator's Graph API lives under /onedrive/v1.0.
+            Some((b, true)) => OneDriveConfig::with_base(format!("{b}/onedrive/v1.0")),
+            Some((b, false)) => OneDriveConfig::with_base(b),
+        }
+    }
+
+    fn dropbox(&self) -> DropboxConfig {
+        match self.base() {
+            None => DropboxConfig::default(),
+            Some((b, bare)) => {
+                let prefix = if bare { format!("{b}/dropbox") } else { b };
+                DropboxConfig::with_hosts(format!("{prefix}/content/2"), format!("{prefix}/api/2"))
+            }
+        }
+    }
 }
 
 fn endpoint(args: &Args) -> Result<Endpoint, String> {
@@ -140,26 +181,19 @@ fn endpoint(args: &Args) -> Result<Endpoint, String> {
             let server = EmulatorServer::start(ServerOptions::default())
                 .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
             Ok(Endpoint {
-                graph_base: format!("{}/onedrive/v1.0", server.url()),
+                base: Some(server.url().to_string()),
                 token: DEFAULT_TOKEN.to_string(),
                 embedded: Some(server),
             })
         }
         (None, Some(_)) => Err(format!("--base-url needs a token (--token or {env})")),
         (Some(token), base) => {
-            let base = base.clone().unwrap_or_else(|| GRAPH_GLOBAL.to_string());
-            let trimmed = base.trim_end_matches('/');
-            let uri: upload_session::http::Uri = trimmed
-                .parse()
-                .map_err(|_| format!("--base-url {base:?} is not a URL"))?;
-            // A bare origin is an emulator: its Graph API lives under /onedrive/v1.0.
-            let graph_base = if uri.path().is_empty() || uri.path() == "/" {
-                format!("{trimmed}/onedrive/v1.0")
-            } else {
-                trimmed.to_string()
-            };
+            if let Some(b) = base {
+                b.parse::<upload_session::http::Uri>()
+                    .map_err(|_| format!("--base-url {b:?} is not a URL"))?;
+            }
             Ok(Endpoint {
-                graph_base,
+                base: base.clone(),
                 token,
                 embedded: None,
             })
@@ -255,157 +289,210 @@ fn sanitized(mut v: serde_json::Value) -> serde_json::Value {
     v
 }
 
-fn run(args: Args, cancel: &CancelHandle) -> Result<ExitCode, String> {
-    if args.to == To::Dropbox {
-        return Err(
-            "Dropbox is not available yet: the core's Dropbox upload machine is still pending. \
-             Use --to onedrive."
-                .into(),
-        );
-    }
-    let source = Source::file(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let size = source.size();
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => {
-            let name = args
-                .file
-                .file_name()
-                .ok_or_else(|| format!("{} has no file name", args.file.display()))?;
-            format!("/{}", name.to_string_lossy())
+/// Everything a run needs besides the machine.
+struct Job<'a> {
+    args: &'a Args,
+    cancel: &'a CancelHandle,
+    source: Source<'static>,
+    size: u64,
+    dest: String,
+    ep: Endpoint,
+    token: AccessToken,
+}
+
+/// How a run ended (when it did not fail).
+enum Ended<C> {
+    Completed(C),
+    Interrupted,
+}
+
+impl Job<'_> {
+    /// Resumes from `--checkpoint` when it exists, else starts with `start`.
+    fn machine<M>(
+        &self,
+        config: M::Config,
+        start: impl FnOnce(
+            upload_session::SourceFingerprint,
+            M::Config,
+            Option<AccessToken>,
+        ) -> Result<M, upload_session::BuildError>,
+        acknowledged: impl Fn(&M) -> u64,
+    ) -> Result<M, String>
+    where
+        M: Resumable,
+        M::Checkpoint: serde::de::DeserializeOwned,
+    {
+        let Some(path) = &self.args.checkpoint else {
+            return start(self.source.fingerprint(), config, Some(self.token.clone()))
+                .map_err(|e| e.to_string());
+        };
+        let prepared = resume_or_start(path, &self.source, config, Some(self.token.clone()), start)
+            .map_err(|e| match e {
+                Error::Resume(upload_session::ResumeError::SourceChanged) => format!(
+                    "{} changed since the checkpoint {} was saved; delete the checkpoint to start over",
+                    self.args.file.display(),
+                    path.display()
+                ),
+                e => e.to_string(),
+            })?;
+        if prepared.resumed {
+            eprintln!(
+                "resuming from {} ({} of {} bytes acknowledged then)",
+                path.display(),
+                acknowledged(&prepared.machine),
+                self.size
+            );
         }
+        Ok(prepared.machine)
+    }
+
+    /// Drives `machine` with a progress display, Ctrl-C and the checkpoint file.
+    fn drive<M>(self, machine: M, chunk: u64) -> Result<(Ended<M::Completed>, Endpoint), String>
+    where
+        M: UploadMachine,
+        M::Checkpoint: serde::Serialize,
+    {
+        let Job {
+            args,
+            cancel,
+            source,
+            size,
+            dest,
+            ep,
+            token,
+        } = self;
+        eprintln!(
+            "uploading {} ({size} bytes) to {} {dest} in chunks of {chunk} bytes{}",
+            args.file.display(),
+            match args.to {
+                To::Onedrive => "OneDrive",
+                To::Dropbox => "Dropbox",
+            },
+            match (&ep.embedded, &ep.base) {
+                (Some(s), _) => format!(" (the embedded emulator at {})", s.url()),
+                (None, Some(b)) => format!(" (at {b})"),
+                (None, None) => String::new(),
+            },
+        );
+        let mut reporter = Reporter::new(size);
+        let notes = std::cell::RefCell::new(Vec::<String>::new());
+        let mut upload = Upload::new(machine, source)
+            .cancel_handle(cancel)
+            .allow_insecure_http(args.allow_http)
+            .on_event(|e| {
+                let line = match e {
+                    Event::RetryScheduled {
+                        cause,
+                        attempt,
+                        delay,
+                    } => Some(format!("retry {attempt} in {delay:?}: {cause}")),
+                    Event::Resynced { expected, server } => Some(format!(
+                        "resynced: expected the server at {expected}, it is at {server}"
+                    )),
+                    Event::SessionRestarted { cause, restarts } => {
+                        Some(format!("new upload session (#{restarts}): {cause}"))
+                    }
+                    _ => None,
+                };
+                if let Some(l) = line {
+                    notes.borrow_mut().push(l);
+                }
+            })
+            .on_progress(|p| {
+                for n in notes.borrow_mut().drain(..) {
+                    reporter.note(&n);
+                }
+                reporter.progress(p);
+            });
+        let mut token_calls = 0;
+        upload = upload.token_provider(move || {
+            token_calls += 1;
+            if token_calls == 1 {
+                Ok(token.clone())
+            } else {
+                Err(
+                    "the access token was rejected; get a new one and run again \
+                     (with --checkpoint to resume)"
+                        .into(),
+                )
+            }
+        });
+        if let Some(a) = agent(args)? {
+            upload = upload.agent(a);
+        }
+        if let Some(path) = &args.checkpoint {
+            upload = upload.checkpoint_file(path);
+        }
+        let result = upload.run();
+        for n in notes.borrow_mut().drain(..) {
+            eprintln!("{n}");
+        }
+        reporter.done();
+        match result {
+            Ok(c) => Ok((Ended::Completed(c), ep)),
+            Err(Error::Cancelled { checkpoint }) => {
+                match checkpoint {
+                    Some(p) => eprintln!(
+                        "interrupted; checkpoint saved in {} (run the same command to resume)",
+                        p.display()
+                    ),
+                    None => eprintln!(
+                        "interrupted (no checkpoint: use --checkpoint FILE to resume later)"
+                    ),
+                }
+                Ok((Ended::Interrupted, ep))
+            }
+            Err(e) => Err(format!("upload failed: {e}")),
+        }
+    }
+}
+
+/// The file the embedded emulator stored with this id.
+fn stored(ep: &Endpoint, service: Service, id: &str) -> Result<Option<FileRecord>, String> {
+    let Some(server) = &ep.embedded else {
+        return Ok(None);
     };
-    let ep = endpoint(&args)?;
-    let config = OneDriveConfig::with_base(ep.graph_base.clone());
-    let token = AccessToken::new(&ep.token).map_err(|e| format!("token: {e}"))?;
-    let conflict = match args.conflict {
+    let files = server
+        .emulator()
+        .lock()
+        .map_err(|_| "the emulator lock is poisoned".to_string())?
+        .files();
+    files
+        .into_iter()
+        .find(|f| f.service == service && f.id == id)
+        .map(Some)
+        .ok_or_else(|| format!("the emulator has no file with id {id}"))
+}
+
+fn onedrive(job: Job<'_>) -> Result<ExitCode, String> {
+    let conflict = match job.args.conflict {
         Conflict::Fail => ConflictBehavior::Fail,
         Conflict::Replace => ConflictBehavior::Replace,
         Conflict::Rename => ConflictBehavior::Rename,
     };
-    let start = |fingerprint: upload_session::SourceFingerprint,
-                 config: OneDriveConfig,
-                 token: Option<AccessToken>| {
-        let mut b = OneDriveUpload::builder(Target::path(dest.clone()), fingerprint.size)
-            .fingerprint(fingerprint)
-            .fragment_size(args.chunk)
-            .conflict(conflict)
-            .config(config);
-        if let Some(t) = token {
-            b = b.access_token(t);
-        }
-        b.build()
-    };
-    let machine = match &args.checkpoint {
-        Some(path) => {
-            let prepared = resume_or_start(path, &source, config, Some(token.clone()), start)
-                .map_err(|e| match e {
-                    Error::Resume(upload_session::ResumeError::SourceChanged) => format!(
-                        "{} changed since the checkpoint {} was saved; delete the checkpoint to start over",
-                        args.file.display(),
-                        path.display()
-                    ),
-                    e => e.to_string(),
-                })?;
-            if prepared.resumed {
-                eprintln!(
-                    "resuming from {} ({} of {size} bytes acknowledged then)",
-                    path.display(),
-                    prepared.machine.acknowledged()
-                );
+    let chunk = job.args.chunk.unwrap_or(onedrive_limits::DEFAULT_FRAGMENT);
+    let dest = job.dest.clone();
+    let machine = job.machine(
+        job.ep.onedrive(),
+        |fingerprint, config, token| {
+            let mut b = OneDriveUpload::builder(Target::path(dest), fingerprint.size)
+                .fingerprint(fingerprint)
+                .fragment_size(chunk)
+                .conflict(conflict)
+                .config(config);
+            if let Some(t) = token {
+                b = b.access_token(t);
             }
-            prepared.machine
-        }
-        None => {
-            start(source.fingerprint(), config, Some(token.clone())).map_err(|e| e.to_string())?
-        }
-    };
-    let target = machine.options().target.clone();
-    eprintln!(
-        "uploading {} ({size} bytes) to {}{} via {} in fragments of {} bytes",
-        args.file.display(),
-        if ep.embedded.is_some() {
-            "the embedded emulator: "
-        } else {
-            "onedrive:"
+            b.build()
         },
-        match &target.location {
-            upload_session::onedrive::Location::Path(p) => p.clone(),
-            other => format!("{other:?}"),
-        },
-        ep.graph_base,
-        machine.options().fragment_size.get(),
-    );
-
-    let mut reporter = Reporter::new(size);
-    let notes = std::cell::RefCell::new(Vec::<String>::new());
-    let mut upload = Upload::new(machine, source)
-        .cancel_handle(cancel)
-        .allow_insecure_http(args.allow_http)
-        .on_event(|e| {
-            let line = match e {
-                Event::RetryScheduled {
-                    cause,
-                    attempt,
-                    delay,
-                } => Some(format!("retry {attempt} in {delay:?}: {cause}")),
-                Event::Resynced { expected, server } => Some(format!(
-                    "resynced: expected the server at {expected}, it is at {server}"
-                )),
-                Event::SessionRestarted { cause, restarts } => {
-                    Some(format!("new upload session (#{restarts}): {cause}"))
-                }
-                _ => None,
-            };
-            if let Some(l) = line {
-                notes.borrow_mut().push(l);
-            }
-        })
-        .on_progress(|p| {
-            for n in notes.borrow_mut().drain(..) {
-                reporter.note(&n);
-            }
-            reporter.progress(p);
-        });
-    let mut token_calls = 0;
-    upload = upload.token_provider(move || {
-        token_calls += 1;
-        if token_calls == 1 {
-            Ok(token.clone())
-        } else {
-            Err(
-                "the access token was rejected; get a new one and run again \
-                 (with --checkpoint to resume)"
-                    .into(),
-            )
-        }
-    });
-    if let Some(a) = agent(&args)? {
-        upload = upload.agent(a);
-    }
-    if let Some(path) = &args.checkpoint {
-        upload = upload.checkpoint_file(path);
-    }
-    let result = upload.run();
-    for n in notes.borrow_mut().drain(..) {
-        eprintln!("{n}");
-    }
-    reporter.done();
-    let completed = match result {
-        Ok(c) => c,
-        Err(Error::Cancelled { checkpoint }) => {
-            match checkpoint {
-                Some(p) => eprintln!(
-                    "interrupted; checkpoint saved in {} (run the same command to resume)",
-                    p.display()
-                ),
-                None => {
-                    eprintln!("interrupted (no checkpoint: use --checkpoint FILE to resume later)")
-                }
-            }
-            return Ok(ExitCode::from(130));
-        }
-        Err(e) => return Err(format!("upload failed: {e}")),
+        OneDriveUpload::acknowledged,
+    )?;
+    let chunk = machine.options().fragment_size.get();
+    let size = job.size;
+    let (ended, ep) = job.drive(machine, chunk)?;
+    let completed = match ended {
+        Ended::Completed(c) => c,
+        Ended::Interrupted => return Ok(ExitCode::from(130)),
     };
     let item = &completed.item;
     let v = completed.verification;
@@ -421,45 +508,118 @@ fn run(args: Args, cancel: &CancelHandle) -> Result<ExitCode, String> {
             item.size
         ));
     }
-    if let Some(server) = &ep.embedded {
-        let stored = server
-            .emulator()
-            .lock()
-            .map_err(|_| "the emulator lock is poisoned".to_string())?
-            .files()
-            .into_iter()
-            .find(|f| f.service == Service::OneDrive && f.id == item.id);
-        let Some(stored) = stored else {
-            return Err(format!("the emulator has no file with id {}", item.id));
-        };
-        let same = stored.content.size == size
-            && stored.content.quick_xor_hash == item.quick_xor_hash
-            && (item.sha256_hash.is_none()
-                || stored
-                    .content
-                    .sha256
-                    .as_deref()
-                    .zip(item.sha256_hash.as_deref())
-                    .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b)));
-        if !same {
+    if let Some(rec) = stored(&ep, Service::OneDrive, &item.id)? {
+        if rec.content.size != size || rec.content.quick_xor_hash != item.quick_xor_hash {
             return Err("the emulator's stored file differs from the reported item".into());
         }
         eprintln!(
             "stored in the emulator as {} ({} bytes, sha256 {})",
-            stored.path,
-            stored.content.size,
-            stored.content.sha256.as_deref().unwrap_or("?")
+            rec.path,
+            rec.content.size,
+            rec.content.sha256.as_deref().unwrap_or("?")
         );
     }
     eprintln!(
-        "done: {} bytes, verified (QuickXorHash: {}, SHA-256: {}), {} session restart(s)",
-        size,
+        "done: {size} bytes, verified (QuickXorHash: {}, SHA-256: {}), {} session restart(s)",
         if v.quick_xor { "match" } else { "not reported" },
         if v.sha256 { "match" } else { "not reported" },
         completed.restarts
     );
     println!("{}", sanitized(item.raw.clone()));
     Ok(ExitCode::SUCCESS)
+}
+
+fn dropbox(job: Job<'_>) -> Result<ExitCode, String> {
+    let commit = CommitInfo::new(job.dest.clone()).map_err(|e| e.to_string())?;
+    let commit = match job.args.conflict {
+        Conflict::Fail => commit.mode(WriteMode::Add),
+        Conflict::Replace => commit.mode(WriteMode::Overwrite),
+        Conflict::Rename => commit.mode(WriteMode::Add).autorename(true),
+    };
+    let chunk = job.args.chunk.unwrap_or(dropbox_limits::DEFAULT_CHUNK);
+    let machine = job.machine(
+        job.ep.dropbox(),
+        |fingerprint, config, token| {
+            let mut b = DropboxUpload::builder(commit, fingerprint.size)
+                .fingerprint(fingerprint)
+                .chunk_size(chunk)
+                .config(config);
+            if let Some(t) = token {
+                b = b.access_token(t);
+            }
+            b.build()
+        },
+        DropboxUpload::acknowledged,
+    )?;
+    let chunk = machine.options().chunk_size;
+    let size = job.size;
+    let (ended, ep) = job.drive(machine, chunk)?;
+    let completed = match ended {
+        Ended::Completed(c) => c,
+        Ended::Interrupted => return Ok(ExitCode::from(130)),
+    };
+    let DropboxCompleted::Committed(c) = completed else {
+        return Err("the session was closed but not committed".into());
+    };
+    let meta = &c.metadata;
+    if !c.hash_verified {
+        return Err(format!(
+            "uploaded as {}, but the server reported no content hash to verify it against",
+            meta.id
+        ));
+    }
+    if meta.size != size {
+        return Err(format!(
+            "size mismatch: {size} bytes sent, server says {}",
+            meta.size
+        ));
+    }
+    if let Some(rec) = stored(&ep, Service::Dropbox, &meta.id)? {
+        if rec.content.size != size || rec.content.content_hash != meta.content_hash {
+            return Err("the emulator's stored file differs from the reported metadata".into());
+        }
+        eprintln!(
+            "stored in the emulator as {} ({} bytes, sha256 {})",
+            rec.path,
+            rec.content.size,
+            rec.content.sha256.as_deref().unwrap_or("?")
+        );
+    }
+    eprintln!(
+        "done: {size} bytes, verified (content hash {}), {} session restart(s)",
+        c.content_hash, c.restarts
+    );
+    println!("{}", sanitized(meta.raw.clone()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: Args, cancel: &CancelHandle) -> Result<ExitCode, String> {
+    let source = Source::file(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let dest = match &args.dest {
+        Some(d) => d.clone(),
+        None => {
+            let name = args
+                .file
+                .file_name()
+                .ok_or_else(|| format!("{} has no file name", args.file.display()))?;
+            format!("/{}", name.to_string_lossy())
+        }
+    };
+    let ep = endpoint(&args)?;
+    let token = AccessToken::new(&ep.token).map_err(|e| format!("token: {e}"))?;
+    let job = Job {
+        args: &args,
+        cancel,
+        size: source.size(),
+        source,
+        dest,
+        ep,
+        token,
+    };
+    match args.to {
+        To::Onedrive => onedrive(job),
+        To::Dropbox => dropbox(job),
+    }
 }
 
 fn main() -> ExitCode {

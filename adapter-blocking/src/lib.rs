@@ -1,7 +1,6 @@
 //! # upload-session-blocking
 //!
-//! Resumable uploads to OneDrive (and, once the core has its machines, Dropbox) from
-//! synchronous code: one drive loop over the sans-IO [`upload_session`] core, with
+//! Resumable uploads to OneDrive and Dropbox from synchronous code: one drive loop over the sans-IO [`upload_session`] core, with
 //! [ureq 3](ureq) for HTTP.
 //!
 //! ## Scope
@@ -85,6 +84,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use transport::{Sent, Settings};
+use upload_session::dropbox::{DropboxConfig, DropboxUpload};
 use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
 use upload_session::{
     AccessToken, BuildError, Event, Output, RequestKind, ResumeError, SourceFingerprint,
@@ -133,8 +133,8 @@ pub struct Progress {
     pub acknowledged: u64,
     /// File size.
     pub total: u64,
-    /// Payload throughput of this run: bytes of data requests the server accepted,
-    /// divided by the time since [`Upload::run`] started.
+    /// Throughput of this run: request body bytes the server accepted (2xx), divided by
+    /// the time since [`Upload::run`] started.
     pub bytes_per_second: f64,
     /// Time since [`Upload::run`] started.
     pub elapsed: Duration,
@@ -393,14 +393,11 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                         }
                     }
                     let id = req.id();
-                    let data_len = match req.kind() {
-                        RequestKind::UploadData { range } => range.len(),
-                        _ => 0,
-                    };
+                    let body_len = req.request().body().len() as u64;
                     match transport::send(&agent, req, &self.settings, self.cancel.as_ref())? {
                         Sent::Response(response) => {
                             if response.status().is_success() {
-                                accepted_data += data_len;
+                                accepted_data += body_len;
                             }
                             let now = Instant::now();
                             self.machine.handle_wall_clock(now, SystemTime::now());
@@ -499,6 +496,19 @@ pub trait Resumable: UploadMachine + Sized {
         config: Self::Config,
         token: Option<AccessToken>,
     ) -> Result<Self, ResumeError>;
+}
+
+impl Resumable for DropboxUpload {
+    type Config = DropboxConfig;
+
+    fn resume(
+        checkpoint: Self::Checkpoint,
+        source: &SourceFingerprint,
+        config: DropboxConfig,
+        token: Option<AccessToken>,
+    ) -> Result<Self, ResumeError> {
+        DropboxUpload::resume(checkpoint, source, config, token)
+    }
 }
 
 impl Resumable for OneDriveUpload {

@@ -40,22 +40,35 @@ fn slow_server() -> RunningServer {
 }
 
 fn upload_cmd(server: &RunningServer, file: &Path, ckpt: &Path, dest: &str) -> Command {
+    upload_cmd_to("onedrive", server, file, ckpt, dest)
+}
+
+fn upload_cmd_to(
+    service: &str,
+    server: &RunningServer,
+    file: &Path,
+    ckpt: &Path,
+    dest: &str,
+) -> Command {
     let mut c = Command::new(example());
     c.arg(file)
+        .args(["--to", service])
         .args(["--base-url", server.url()])
         .args(["--token", DEFAULT_TOKEN])
         .arg("--checkpoint")
         .arg(ckpt)
         .args(["--chunk", "320KiB", "--dest", dest])
         .env_remove("ONEDRIVE_TOKEN")
+        .env_remove("DROPBOX_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
 }
 
-/// Waits until the checkpoint file says at least `bytes` are acknowledged.
-fn wait_for_checkpoint(child: &mut Child, ckpt: &Path, bytes: u64) -> Checkpoint {
+/// Waits until the checkpoint file says at least `bytes` are acknowledged; returns it as
+/// JSON (OneDrive and Dropbox checkpoints both have `acknowledged`).
+fn wait_for_checkpoint(child: &mut Child, ckpt: &Path, bytes: u64) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(
@@ -65,13 +78,19 @@ fn wait_for_checkpoint(child: &mut Child, ckpt: &Path, bytes: u64) -> Checkpoint
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the upload ended early: {status}");
         }
-        if let Ok(Some(cp)) = upload_session_blocking::checkpoint::load::<Checkpoint>(ckpt) {
-            if cp.acknowledged >= bytes {
+        if let Ok(Some(cp)) = upload_session_blocking::checkpoint::load::<serde_json::Value>(ckpt) {
+            if acknowledged(&cp) >= bytes {
                 return cp;
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+fn acknowledged(cp: &serde_json::Value) -> u64 {
+    cp["acknowledged"]
+        .as_u64()
+        .expect("a checkpoint has `acknowledged`")
 }
 
 fn finish(child: Child) -> Output {
@@ -91,17 +110,41 @@ fn item_json(out: &Output) -> serde_json::Value {
     serde_json::from_str(lines[0]).unwrap()
 }
 
-#[test]
-fn killed_mid_upload_then_resumed_from_the_checkpoint() {
+/// Runs the example against a slow emulator, SIGKILLs it mid-upload, and runs it again
+/// with the same checkpoint file: it completes, the bytes are exact, and at most one
+/// fragment goes over the wire twice.
+fn killed_mid_upload_then_resumed(service: &str) {
     let server = slow_server();
-    let dir = temp_dir("crash");
+    let dir = temp_dir(&format!("crash-{service}"));
     let fragments = 24u64;
     let bytes = data((fragments * UNIT) as usize, 11);
+    let n = bytes.len() as u64;
     let file = dir.join("crash.bin");
     std::fs::write(&file, &bytes).unwrap();
     let ckpt = dir.join("crash.checkpoint");
+    let dest = "/crash/crash.bin";
+    let on_server = |cp: &serde_json::Value| -> u64 {
+        let emulator = server.emulator();
+        let mut emu = emulator.lock().unwrap();
+        if service == "onedrive" {
+            let url = cp["upload_url"].as_str().unwrap();
+            emu.onedrive_mut()
+                .session_received(url)
+                .expect("session alive")
+        } else {
+            let id = cp["session_id"].as_str().unwrap();
+            emu.dropbox_mut()
+                .session_info(id)
+                .expect("session alive")
+                .held
+        }
+    };
+    let is_stored = || match service {
+        "onedrive" => stored(&server, dest).is_some(),
+        _ => dropbox_stored(&server, dest).is_some(),
+    };
 
-    let mut child = upload_cmd(&server, &file, &ckpt, "/crash/crash.bin")
+    let mut child = upload_cmd_to(service, &server, &file, &ckpt, dest)
         .spawn()
         .unwrap();
     let cp = wait_for_checkpoint(&mut child, &ckpt, 6 * UNIT);
@@ -109,54 +152,61 @@ fn killed_mid_upload_then_resumed_from_the_checkpoint() {
     let _ = finish(child);
     // Let the server finish whatever the killed client left in flight.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        stored(&server, "/crash/crash.bin").is_none(),
-        "killed mid-upload"
-    );
+    assert!(!is_stored(), "killed mid-upload");
     let killed_at = server.snapshot().requests;
-    // The checkpoint may lag the server by the fragment in flight at the kill.
-    let cp_now: Checkpoint = upload_session_blocking::checkpoint::load(&ckpt)
+    let cp_now: serde_json::Value = upload_session_blocking::checkpoint::load(&ckpt)
         .unwrap()
         .unwrap();
-    assert!(cp_now.acknowledged >= cp.acknowledged);
-    let on_server = server
-        .emulator()
-        .lock()
-        .unwrap()
-        .onedrive_mut()
-        .session_received(cp_now.upload_url.expose())
-        .expect("the session survives the crash");
-    assert!(on_server >= cp_now.acknowledged && on_server < bytes.len() as u64);
+    assert!(acknowledged(&cp_now) >= acknowledged(&cp));
+    // The checkpoint may lag the server by the fragment in flight at the kill.
+    let held = on_server(&cp_now);
+    assert!(held >= acknowledged(&cp_now) && held < n, "{held}");
+    assert!(held - acknowledged(&cp_now) <= UNIT);
 
     let out = finish(
-        upload_cmd(&server, &file, &ckpt, "/crash/crash.bin")
+        upload_cmd_to(service, &server, &file, &ckpt, dest)
             .spawn()
             .unwrap(),
     );
     assert!(out.status.success(), "resume failed: {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
     let item = item_json(&out);
-    assert_eq!(item["size"], bytes.len() as u64);
+    assert_eq!(item["size"], n);
     assert_eq!(item["name"], "crash.bin");
-    assert_stored(&server, "/crash/crash.bin", &bytes);
+    if service == "onedrive" {
+        assert_stored(&server, dest, &bytes);
+    } else {
+        assert_dropbox_stored(&server, dest, &bytes);
+    }
     assert!(!ckpt.exists(), "checkpoint removed after success");
 
-    // The resumed run: one status query, then fragment PUTs from the server's offset.
-    // At most one fragment is sent again (the one in flight at the kill, if the server
-    // had not kept it).
-    let remaining = (bytes.len() as u64 - on_server).div_ceil(UNIT);
+    // Requests of the resumed run: the fragments from the server's offset, plus at most
+    // one fragment sent again (the one in flight at the kill, when the checkpoint lags),
+    // plus one status query (OneDrive) or one metadata lookup (Dropbox).
+    let remaining = (n - held).div_ceil(UNIT);
     let resumed_requests = server.snapshot().requests - killed_at;
     assert!(
-        resumed_requests <= 1 + remaining + 1,
+        resumed_requests <= remaining + 2,
         "{resumed_requests} requests to finish {remaining} fragments"
     );
-    // And nothing before the checkpoint's offset went again: the first run's PUTs plus
-    // the second run's add up to at most one more than the fragments in the file.
-    let first_run_puts = killed_at - 1; // minus the create
-    let second_run_puts = resumed_requests - 1; // minus the status query
+    // Over both runs: every fragment once, at most one twice, plus the session's own
+    // requests (OneDrive: create, status; Dropbox: none, start and finish carry data).
+    let overhead = if service == "onedrive" { 2 } else { 1 };
+    let total = server.snapshot().requests;
     assert!(
-        first_run_puts + second_run_puts <= fragments + 1,
-        "{first_run_puts} + {second_run_puts} PUTs for {fragments} fragments"
+        total <= fragments + 1 + overhead,
+        "{total} requests for {fragments} fragments"
     );
+}
+
+#[test]
+fn onedrive_killed_mid_upload_then_resumed_from_the_checkpoint() {
+    killed_mid_upload_then_resumed("onedrive");
+}
+
+#[test]
+fn dropbox_killed_mid_upload_then_resumed_from_the_checkpoint() {
+    killed_mid_upload_then_resumed("dropbox");
 }
 
 #[cfg(unix)]
@@ -241,13 +291,36 @@ fn without_a_token_it_uploads_to_the_embedded_emulator() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("983040"));
 
-    // Dropbox is refused clearly until the core has its machine.
+    // Dropbox, embedded too.
     let out = Command::new(example())
         .arg(&file)
-        .args(["--to", "dropbox"])
+        .args([
+            "--to",
+            "dropbox",
+            "--chunk",
+            "1MiB",
+            "--dest",
+            "/Hello/hello.bin",
+        ])
         .env_remove("DROPBOX_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    let item = item_json(&out);
+    assert_eq!(item["size"], bytes.len() as u64);
+    assert_eq!(item["path_display"], "/Hello/hello.bin");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&sha256_hex(&bytes)), "{stderr}");
+
+    // --base-url without a token is refused.
+    let out = Command::new(example())
+        .arg(&file)
+        .args(["--base-url", "http://127.0.0.1:9"])
+        .env_remove("ONEDRIVE_TOKEN")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Dropbox"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a token"));
 }

@@ -111,3 +111,64 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A Dropbox configuration for `server` with short backoff.
+pub fn dropbox_config(server: &RunningServer) -> upload_session::dropbox::DropboxConfig {
+    let mut c = upload_session::dropbox::DropboxConfig::with_hosts(
+        format!("{}/dropbox/content/2", server.url()),
+        format!("{}/dropbox/api/2", server.url()),
+    );
+    c.retry = RetryPolicy {
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(5),
+        seed: 7,
+        ..RetryPolicy::default()
+    };
+    c
+}
+
+/// A Dropbox machine uploading `size` bytes to `path` in `chunk`-byte requests.
+pub fn dropbox_machine(
+    server: &RunningServer,
+    path: &str,
+    size: u64,
+    chunk: u64,
+) -> upload_session::dropbox::DropboxUpload {
+    upload_session::dropbox::DropboxUpload::builder(
+        upload_session::dropbox::CommitInfo::new(path).unwrap(),
+        size,
+    )
+    .chunk_size(chunk)
+    .config(dropbox_config(server))
+    .access_token(token())
+    .build()
+    .expect("valid upload")
+}
+
+/// The Dropbox file the emulator stored at `path`.
+pub fn dropbox_stored(server: &RunningServer, path: &str) -> Option<FileRecord> {
+    server
+        .emulator()
+        .lock()
+        .unwrap()
+        .file(Service::Dropbox, path)
+}
+
+/// Asserts the emulator holds exactly `data` at Dropbox `path`, with no violation.
+pub fn assert_dropbox_stored(server: &RunningServer, path: &str, data: &[u8]) {
+    let rec = dropbox_stored(server, path).unwrap_or_else(|| panic!("no file at {path}"));
+    assert_eq!(rec.content.size, data.len() as u64, "size of {path}");
+    assert_eq!(
+        rec.content.sha256.as_deref(),
+        Some(sha256_hex(data).as_str()),
+        "content of {path}"
+    );
+    let snap = server.snapshot();
+    assert_eq!(
+        snap.violations.total(),
+        0,
+        "violations: {:?}",
+        snap.violations
+    );
+}
