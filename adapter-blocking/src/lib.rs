@@ -17,12 +17,17 @@
 //!   committed).
 //! - Memory: each fragment is read from the source when the machine asks for it and
 //!   released once acknowledged; peak memory is about one fragment plus a constant.
+//! - Machines: [`OneDriveUpload`] and [`DropboxUpload`] (sequential or concurrent
+//!   sessions), and any other [`UploadMachine`]. Requests go one at a time: a
+//!   concurrent Dropbox session completes, without parallelism.
 //!
 //! ## Out of scope
 //! Every protocol decision (fragment sizes, headers, offsets, retries, resyncs, session
 //! restarts, verification) is the core's. This crate decides nothing about the protocol:
 //! it only moves bytes, keeps time and persists what the core emits. Obtaining tokens
-//! (OAuth) is the caller's: the token provider is called when the core asks.
+//! (OAuth) is the caller's: the token provider is called when the core asks. Dropbox
+//! batch commits (`BatchCommit`) and OneDrive `DeferCommit::Manual` need caller commands
+//! this driver does not give.
 //!
 //! ## The loop
 //! ```text

@@ -1,15 +1,7 @@
 //! [`Source`]: where the bytes come from, read one range at a time when the machine asks
 //! ([`Output::NeedData`](upload_session::Output::NeedData)).
 //!
-//! | Constructor | Reads | Goes back (retry, resync, restart) | Change detection |
-//! |---|---|---|---|
-//! | [`Source::file`] | `seek` + `read` of each range | anywhere | size and modification time (and, on Unix, device and inode) checked before every request and after every read |
-//! | [`Source::seekable`] | `seek` + `read` | anywhere | the caller's stamp, for resume only |
-//! | [`Source::reader`] | forward only, skipping what is not asked for | within the last fragment read | a short stream is an error |
-//! | [`Source::bytes`] / [`Source::slice`] | `Bytes::slice` (no copy) / one copy per range | anywhere | none needed |
-//!
-//! Memory: one range (at most one fragment) is allocated per read; a plain reader keeps
-//! that last range for retries. Nothing else is buffered.
+//! See [`Source`] for what each kind can do.
 
 use crate::error::Error;
 use std::fmt;
@@ -82,7 +74,17 @@ enum Kind<'a> {
     Slice(&'a [u8]),
 }
 
-/// The bytes to upload. See the [module docs](self) for what each kind can do.
+/// The bytes to upload.
+///
+/// | Constructor | Reads | Goes back (retry, resync, restart) | Change detection |
+/// |---|---|---|---|
+/// | [`Source::file`] | `seek` + `read` of each range | anywhere | size and modification time (and, on Unix, device and inode) checked before every request and after every read |
+/// | [`Source::seekable`] | `seek` + `read` | anywhere | the caller's stamp, for resume only |
+/// | [`Source::reader`] | forward only, skipping what is not asked for | within the last fragment read | a short stream is an error |
+/// | [`Source::bytes`] / [`Source::slice`] | `Bytes::slice` (no copy) / one copy per range | anywhere | none needed |
+///
+/// Memory: one range (at most one fragment) is allocated per read; a plain reader keeps
+/// that last range for retries. Nothing else is buffered.
 ///
 /// # Examples
 /// ```
