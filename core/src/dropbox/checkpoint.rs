@@ -35,9 +35,10 @@ pub struct Checkpoint {
     /// Sequential: the server's offset. Concurrent: the low-water mark (every chunk
     /// below it is in the session).
     pub acknowledged: u64,
-    /// Concurrent: the chunks (index = offset / chunk size) above the low-water mark
-    /// that the server acknowledged, ascending.
-    pub completed_chunks: Vec<u64>,
+    /// Concurrent: the 4 MiB blocks (index = offset / 4,194,304) above the low-water
+    /// mark that the server acknowledged, ascending. Blocks travel in whole chunks, so
+    /// they come in runs of one chunk.
+    pub completed_blocks: Vec<u64>,
     /// The session is closed (no more data; commit only).
     pub closed: bool,
     /// The whole-file content hash so far.
@@ -83,7 +84,8 @@ impl Checkpoint {
         }
         if self.options.is_concurrent_for(self.size) {
             let mut layout = Conc::new(self.size, self.options.chunk_size);
-            if !layout.restore(self.acknowledged, &self.completed_chunks, self.closed) {
+            let chunks = self.completed_chunks()?;
+            if !layout.restore(self.acknowledged, &chunks, self.closed) {
                 return Err(ResumeError::Inconsistent(
                     "completed chunks do not fit the chunk layout",
                 ));
@@ -103,7 +105,7 @@ impl Checkpoint {
                 }
             }
         } else {
-            if !self.completed_chunks.is_empty() {
+            if !self.completed_blocks.is_empty() {
                 return Err(ResumeError::Inconsistent(
                     "completed chunks in a sequential session",
                 ));
@@ -120,5 +122,31 @@ impl Checkpoint {
             }
         }
         Ok(())
+    }
+
+    /// The completed chunks of a concurrent session, from the completed blocks: every
+    /// block of a listed chunk must be listed, and nothing else.
+    pub(crate) fn completed_chunks(&self) -> Result<Vec<u64>, ResumeError> {
+        let layout = Conc::new(self.size, self.options.chunk_size);
+        let bad = || ResumeError::Inconsistent("completed blocks do not form whole chunks");
+        let mut chunks = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = self.completed_blocks.get(i) {
+            let k = b.saturating_mul(BLOCK_SIZE) / layout.chunk;
+            let r = layout.range(k);
+            let first = r.start() / BLOCK_SIZE;
+            let count = r.len().div_ceil(BLOCK_SIZE);
+            if b != first || count == 0 {
+                return Err(bad());
+            }
+            for j in 0..count {
+                if self.completed_blocks.get(i + j as usize) != Some(&(first + j)) {
+                    return Err(bad());
+                }
+            }
+            chunks.push(k);
+            i += count as usize;
+        }
+        Ok(chunks)
     }
 }

@@ -420,7 +420,7 @@ impl DropboxUpload {
             Layout::Conc(c) => {
                 if !c.restore(
                     checkpoint.acknowledged,
-                    &checkpoint.completed_chunks,
+                    &checkpoint.completed_chunks()?,
                     closed,
                 ) {
                     return Err(ResumeError::Inconsistent(
@@ -524,13 +524,17 @@ impl DropboxUpload {
     /// Returns a checkpoint of the current state, when a session exists.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
         let s = self.session.as_ref()?;
-        let (acknowledged, completed_chunks, closed) = match &self.layout {
+        let (acknowledged, completed_blocks, closed) = match &self.layout {
             Layout::Seq(q) => (q.offset, Vec::new(), q.closed),
-            Layout::Conc(c) => (
-                c.low_water_bytes(),
-                c.done.iter().copied().collect(),
-                c.closed,
-            ),
+            Layout::Conc(c) => {
+                let mut blocks = Vec::new();
+                for &k in &c.done {
+                    let r = c.range(k);
+                    let first = r.start() / BLOCK_SIZE;
+                    blocks.extend(first..first + r.len().div_ceil(BLOCK_SIZE));
+                }
+                (c.low_water_bytes(), blocks, c.closed)
+            }
         };
         Some(Checkpoint {
             version: CHECKPOINT_VERSION,
@@ -540,7 +544,7 @@ impl DropboxUpload {
             fingerprint: self.fingerprint.clone(),
             options: self.opts.clone(),
             acknowledged,
-            completed_chunks,
+            completed_blocks,
             closed,
             hash: self.ledger.clone(),
         })

@@ -44,7 +44,7 @@ fn appends_are_aligned_parallel_and_the_closing_one_goes_last() {
     let c2 = h.expect_sends();
     assert_eq!(c2.iter().map(chunk_of).collect::<Vec<_>>(), [2]);
     let cp = h.last_checkpoint().unwrap();
-    assert_eq!((cp.acknowledged, cp.completed_chunks.clone()), (0, vec![1]));
+    assert_eq!((cp.acknowledged, cp.completed_blocks.clone()), (0, vec![1]));
     h.ok_null(c2[0].id());
     // Chunk 0 is still in flight: the closing append must wait.
     assert!(matches!(
@@ -55,7 +55,7 @@ fn appends_are_aligned_parallel_and_the_closing_one_goes_last() {
     let close = h.expect_sends();
     let cp = h.last_checkpoint().unwrap();
     assert_eq!(
-        (cp.acknowledged, cp.completed_chunks.clone()),
+        (cp.acknowledged, cp.completed_blocks.clone()),
         (3 * B, vec![])
     );
     assert_eq!(close.len(), 1);

@@ -79,7 +79,7 @@ fn a_concurrent_checkpoint_resends_only_unfinished_chunks() {
     h.ok_null(first[1].id());
     let _more = h.expect_sends();
     let cp = h.last_checkpoint().unwrap();
-    assert_eq!((cp.acknowledged, cp.completed_chunks.clone()), (0, vec![1]));
+    assert_eq!((cp.acknowledged, cp.completed_blocks.clone()), (0, vec![1]));
     let mut r = resume(cp);
     let mut sent = r.expect_sends();
     let mut chunks = vec![];
@@ -125,7 +125,7 @@ fn bad_checkpoints_are_refused() {
         Some(ResumeError::UnsupportedVersion(99))
     );
     let mut bad = cp.clone();
-    bad.completed_chunks = vec![1, 3];
+    bad.completed_blocks = vec![1, 3];
     assert!(
         matches!(
             try_resume(bad, fp.clone()),
@@ -134,7 +134,7 @@ fn bad_checkpoints_are_refused() {
         "chunk 3 was never hashed"
     );
     let mut bad = cp.clone();
-    bad.completed_chunks = vec![0];
+    bad.completed_blocks = vec![0];
     assert!(matches!(
         try_resume(bad, fp.clone()),
         Some(ResumeError::Inconsistent(_))
@@ -153,4 +153,35 @@ fn bad_checkpoints_are_refused() {
     ));
     assert!(try_resume(cp, fp).is_none());
     assert!(Checkpoint::from_json("{\"version\": 1}").is_err());
+}
+
+#[test]
+fn completed_blocks_come_in_whole_chunks() {
+    // 8 MiB chunks = 2 blocks each.
+    let mut h = DropboxScenario::concurrent(SIZE, 2).chunk(2 * B).build();
+    let start = h.expect_send();
+    h.session(start.id(), "c1");
+    let first = h.expect_sends();
+    h.ok_null(first[1].id());
+    let _ = h.expect_sends();
+    let cp = h.last_checkpoint().unwrap();
+    assert_eq!(
+        (cp.acknowledged, cp.completed_blocks.clone()),
+        (0, vec![2, 3])
+    );
+    let fp = SourceFingerprint::new(SIZE, "");
+    let cfg = || DropboxConfig::with_hosts(CONTENT, API);
+    assert!(DropboxUpload::resume(cp.clone(), &fp, cfg(), None).is_ok());
+    let mut half = cp.clone();
+    half.completed_blocks = vec![2];
+    assert!(matches!(
+        DropboxUpload::resume(half, &fp, cfg(), None).err(),
+        Some(ResumeError::Inconsistent(_))
+    ));
+    let mut shifted = cp;
+    shifted.completed_blocks = vec![3, 4];
+    assert!(matches!(
+        DropboxUpload::resume(shifted, &fp, cfg(), None).err(),
+        Some(ResumeError::Inconsistent(_))
+    ));
 }
