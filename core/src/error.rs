@@ -37,6 +37,8 @@ pub enum HashAlgorithm {
     QuickXor,
     /// SHA-256.
     Sha256,
+    /// Dropbox content hash (SHA-256 of the 4 MiB block digests, dropbox.md §8).
+    DropboxContentHash,
 }
 
 impl fmt::Display for HashAlgorithm {
@@ -44,6 +46,7 @@ impl fmt::Display for HashAlgorithm {
         f.write_str(match self {
             HashAlgorithm::QuickXor => "QuickXorHash",
             HashAlgorithm::Sha256 => "SHA-256",
+            HashAlgorithm::DropboxContentHash => "Dropbox content hash",
         })
     }
 }
@@ -201,6 +204,32 @@ pub enum UploadError {
         /// What went wrong.
         detail: &'static str,
     },
+    /// Namespace lock contention (Dropbox `too_many_write_operations`, as a 429 reason
+    /// or a 409 tag): wait, then retry.
+    #[error("write contention (HTTP {status}{})", fmt_after(*retry_after))]
+    WriteContention {
+        /// HTTP status (429 or 409).
+        status: u16,
+        /// How long the machine waits.
+        retry_after: Option<Duration>,
+    },
+    /// The server says the session is closed (Dropbox `closed`) where the machine had
+    /// not closed it.
+    #[error("upload session closed")]
+    SessionClosed,
+    /// The server found that a request body does not match its `content_hash` (Dropbox
+    /// `content_hash_mismatch`: corrupted in transit); the body is sent again.
+    #[error("request body does not match its content hash")]
+    RequestHashRejected,
+    /// A bad request whose body is plain text, not a code (Dropbox 400: the text says
+    /// what the server disliked).
+    #[error("bad request (HTTP {status}): {message}")]
+    BadRequest {
+        /// HTTP status.
+        status: u16,
+        /// The server's text (truncated).
+        message: String,
+    },
     /// The upload was cancelled by the caller.
     #[error("cancelled (server session deleted: {session_deleted})")]
     Cancelled {
@@ -227,9 +256,13 @@ impl UploadError {
     /// ```
     pub fn class(&self) -> RetryClass {
         match self {
-            UploadError::Throttled { retry_after, .. } => RetryClass::Retry {
+            UploadError::Throttled { retry_after, .. }
+            | UploadError::WriteContention { retry_after, .. } => RetryClass::Retry {
                 after: *retry_after,
             },
+            UploadError::RequestHashRejected => RetryClass::Retry { after: None },
+            UploadError::SessionClosed => RetryClass::RestartSession,
+            UploadError::BadRequest { .. } => RetryClass::Fatal,
             UploadError::ServerError { .. } | UploadError::Transport(_) => {
                 RetryClass::Resync { offset: None }
             }

@@ -1,7 +1,7 @@
 //! # upload-session
 //!
 //! A deterministic, sans-IO state machine for resumable uploads to OneDrive (Microsoft
-//! Graph upload sessions). It decides everything (fragment sizes and alignment, headers,
+//! Graph upload sessions) and Dropbox (API v2 upload sessions). It decides everything (fragment sizes and alignment, headers,
 //! offsets, retries, resyncs, session restarts, hashing, checkpoints) and performs
 //! nothing: an adapter moves bytes between it, the network, the source and a timer.
 //!
@@ -20,13 +20,17 @@
 //! - Integrity: QuickXorHash (and SHA-256) of every byte, fed exactly once in order,
 //!   compared with the server's item at the end.
 //! - Serde [`onedrive::Checkpoint`]s after every acknowledged fragment, and resume.
+//! - Dropbox ([`dropbox`]): sequential and concurrent (N aligned appends in flight)
+//!   upload sessions, batch commits with `finish_batch_v2`, every error of dropbox.md
+//!   §11, `Dropbox-API-Arg` escaping with surrogate pairs, per-request and whole-file
+//!   content hashes, checkpoints; see the [`dropbox`] module docs for its phases and
+//!   drive loop.
 //!
 //! ## Out of scope
 //! - Any I/O: sockets, TLS, files, timers, threads, clocks. Adapters own them.
 //! - Token acquisition and refresh (the machine asks, the caller supplies).
-//! - Parallel fragments within one session (the protocol forbids them) and
-//!   orchestration of many files.
-//! - Dropbox (planned for this crate, sharing the protocol-neutral modules).
+//! - Parallel fragments within one OneDrive session (the protocol forbids them) and
+//!   orchestration of many files (Dropbox batch commits are the building block).
 //!
 //! ## Phases (OneDrive)
 //! ```text
@@ -130,6 +134,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod dropbox;
 mod encoding;
 pub mod error;
 pub mod hash;

@@ -46,6 +46,11 @@ pub enum RequestKind {
     Metadata,
     /// Uploads a whole (empty) file in one request (OneDrive `PUT …/content`).
     SimpleUpload,
+    /// Commits several closed sessions at once (Dropbox `finish_batch_v2`).
+    BatchCommit {
+        /// Number of entries.
+        entries: usize,
+    },
 }
 
 /// A request the adapter must send.

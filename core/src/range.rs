@@ -25,6 +25,11 @@ impl ByteRange {
         (start <= end).then_some(Self { start, end })
     }
 
+    /// Returns the empty range at `at`.
+    pub fn empty(at: u64) -> Self {
+        Self { start: at, end: at }
+    }
+
     /// Returns the range of `len` bytes from `start`, or `None` on overflow.
     pub fn from_len(start: u64, len: u64) -> Option<Self> {
         Some(Self {

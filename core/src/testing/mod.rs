@@ -3,6 +3,7 @@
 //! helpers panic on unexpected machine output, as tests want.
 
 mod driver;
+pub mod dropbox;
 pub use driver::{Delivery, DriveReport, drive};
 
 use crate::onedrive::{

@@ -1,0 +1,350 @@
+//! Sending one [`OutgoingRequest`] with ureq 3, and mapping what happens onto a response,
+//! a [`TransportFailure`] for the machine, or a fatal [`Error`].
+//!
+//! Per request, whatever agent the caller injected: 4xx/5xx come back as responses
+//! (`http_status_as_error(false)`), redirects are not followed (the machine sees the
+//! 3xx), the machine's deadline becomes ureq's `timeout_global`, and the response body is
+//! read with a cap.
+
+use crate::CancelHandle;
+use crate::error::Error;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use upload_session::bytes::Bytes;
+use upload_session::http;
+use upload_session::{OutgoingRequest, TransportFailure};
+
+/// How requests are sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub allow_insecure_http: bool,
+    pub connect_timeout: Option<Duration>,
+    /// Upper bound on one request; also used when the machine suggests no deadline.
+    pub request_timeout: Duration,
+    pub max_response_body: u64,
+    /// Send `Expect: 100-continue` with bodies over [`EXPECT_CONTINUE_ABOVE`].
+    pub expect_continue: bool,
+}
+
+/// Bodies larger than this go with `Expect: 100-continue`, so that a server answering
+/// from the head alone (429, 401, 413…) is heard before the body is sent. Without it the
+/// server closes the connection under a body it does not read, and ureq, still writing,
+/// reports a broken connection instead of the answer (losing a `Retry-After`).
+pub(crate) const EXPECT_CONTINUE_ABOVE: usize = 64 * 1024;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allow_insecure_http: false,
+            connect_timeout: Some(Duration::from_secs(30)),
+            request_timeout: Duration::from_secs(15 * 60),
+            max_response_body: 1 << 20,
+            expect_continue: true,
+        }
+    }
+}
+
+/// The outcome of one send.
+pub(crate) enum Sent {
+    /// A response (any status).
+    Response(http::Response<Bytes>),
+    /// A transport failure to report to the machine.
+    Failure(TransportFailure),
+    /// The cancel handle fired while the body was being sent.
+    Cancelled,
+}
+
+/// The agent used when the caller gives none: rustls with the webpki roots, 4xx/5xx as
+/// responses, no redirects.
+pub(crate) fn default_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .user_agent(concat!(
+            "upload-session-blocking/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .into()
+}
+
+/// True for `localhost` and loopback addresses (`127.0.0.0/8`, `::1`).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Refuses schemes other than https, and http to non-loopback hosts unless allowed.
+pub(crate) fn check_scheme(uri: &http::Uri, allow_insecure: bool) -> Result<(), Error> {
+    let host = uri.host().unwrap_or("").to_string();
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if allow_insecure || is_loopback(&host) => Ok(()),
+        Some("http") => Err(Error::InsecureUrl { host }),
+        _ => Err(Error::Request(
+            "only http and https URLs can be sent".into(),
+        )),
+    }
+}
+
+/// A request body that stops when the cancel handle fires (so a cancel does not wait for
+/// a whole fragment to go out).
+struct CancellableBody<'a> {
+    data: &'a [u8],
+    cancel: Option<&'a CancelHandle>,
+}
+
+impl Read for CancellableBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_some_and(CancelHandle::is_cancelled) {
+            return Err(io::Error::other("upload cancelled"));
+        }
+        // Small pieces keep cancellation prompt. (Not `Interrupted`: readers retry it.)
+        let n = buf.len().min(self.data.len()).min(256 * 1024);
+        let (head, rest) = self.data.split_at(n);
+        buf[..n].copy_from_slice(head);
+        self.data = rest;
+        Ok(n)
+    }
+}
+
+/// Maps an I/O error kind onto a transport failure.
+fn io_failure(e: &io::Error) -> TransportFailure {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused
+        | K::NotConnected
+        | K::AddrNotAvailable
+        | K::AddrInUse
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown => TransportFailure::Connect,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => TransportFailure::Reset,
+        K::UnexpectedEof => TransportFailure::Closed,
+        K::TimedOut | K::WouldBlock => TransportFailure::TimedOut,
+        _ => TransportFailure::Other,
+    }
+}
+
+/// Maps a ureq error: `Ok` is a failure to report to the machine, `Err` stops the upload.
+fn classify(e: ureq::Error) -> Result<TransportFailure, Error> {
+    use ureq::Error as U;
+    match e {
+        U::Timeout(_) => Ok(TransportFailure::TimedOut),
+        U::HostNotFound | U::ConnectionFailed => Ok(TransportFailure::Connect),
+        U::BodyExceedsLimit(_) => Ok(TransportFailure::ResponseTooLarge),
+        U::Io(io) => {
+            // ureq wraps its own errors (a body limit, a timeout) in io::Error, and
+            // rustls reports handshake failures through the stream as io::Error.
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return classify_tls(tls);
+            }
+            match io.downcast::<ureq::Error>() {
+                Ok(inner) => classify(inner),
+                Err(io) => Ok(io_failure(&io)),
+            }
+        }
+        U::Protocol(_) => Ok(TransportFailure::Other),
+        U::Tls(m) => Err(Error::Tls(m.to_string())),
+        U::Pem(p) => Err(Error::Tls(p.to_string())),
+        U::Rustls(r) => classify_tls(&r),
+        // Never carries the URI: it may be a pre-authenticated URL.
+        U::BadUri(_) => Err(Error::Request("invalid URI".into())),
+        U::Http(h) => Err(Error::Request(h.to_string())),
+        U::StatusCode(_) | U::RedirectFailed | U::TooManyRedirects => Err(Error::Request(
+            "unexpected redirect or status handling".into(),
+        )),
+        other => Err(Error::Request(other.to_string())),
+    }
+}
+
+/// A TLS failure: certificate and negotiation failures (and alerts, the peer's explicit
+/// refusal) cannot be fixed by retrying and stop the upload; anything else (a corrupt
+/// record on a flaky link) is a transport failure the machine may retry.
+fn classify_tls(e: &rustls::Error) -> Result<TransportFailure, Error> {
+    use rustls::Error as R;
+    match e {
+        R::InvalidCertificate(_)
+        | R::NoCertificatesPresented
+        | R::UnsupportedNameType
+        | R::PeerIncompatible(_)
+        | R::InvalidCertRevocationList(_)
+        | R::AlertReceived(_) => Err(Error::Tls(e.to_string())),
+        _ => Ok(TransportFailure::Other),
+    }
+}
+
+/// Sends `req` and reads the whole (capped) response.
+pub(crate) fn send(
+    agent: &ureq::Agent,
+    req: OutgoingRequest,
+    settings: &Settings,
+    cancel: Option<&CancelHandle>,
+) -> Result<Sent, Error> {
+    let (_, request, deadline) = req.into_parts();
+    check_scheme(request.uri(), settings.allow_insecure_http)?;
+    let timeout = match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Sent::Failure(TransportFailure::TimedOut));
+            }
+            left.min(settings.request_timeout)
+        }
+        None => settings.request_timeout,
+    };
+    let (mut parts, body) = request.into_parts();
+    if settings.expect_continue && body.len() > EXPECT_CONTINUE_ABOVE {
+        parts.headers.insert(
+            http::header::EXPECT,
+            http::HeaderValue::from_static("100-continue"),
+        );
+    }
+    let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let result = if body.is_empty() && !has_length {
+        run(
+            agent,
+            http::Request::from_parts(parts, ()),
+            timeout,
+            settings,
+        )
+    } else if has_length && !body.is_empty() {
+        let mut reader = CancellableBody {
+            data: &body[..],
+            cancel,
+        };
+        let send = ureq::SendBody::from_reader(&mut reader);
+        run(
+            agent,
+            http::Request::from_parts(parts, send),
+            timeout,
+            settings,
+        )
+    } else {
+        run(
+            agent,
+            http::Request::from_parts(parts, &body[..]),
+            timeout,
+            settings,
+        )
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if cancel.is_some_and(CancelHandle::is_cancelled) {
+                return Ok(Sent::Cancelled);
+            }
+            return classify(e).map(Sent::Failure);
+        }
+    };
+    let (parts, mut body) = response.into_parts();
+    match body
+        .with_config()
+        .limit(settings.max_response_body)
+        .read_to_vec()
+    {
+        Ok(v) => Ok(Sent::Response(http::Response::from_parts(
+            parts,
+            Bytes::from(v),
+        ))),
+        Err(e) => classify(e).map(Sent::Failure),
+    }
+}
+
+fn run<S: ureq::AsSendBody>(
+    agent: &ureq::Agent,
+    request: http::Request<S>,
+    timeout: Duration,
+    settings: &Settings,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let mut config = agent
+        .configure_request(request)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_global(Some(timeout));
+    if let Some(c) = settings.connect_timeout {
+        config = config.timeout_connect(Some(c));
+    }
+    agent.run(config.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "",
+            "example.com",
+            "10.0.0.1",
+            "192.168.1.1",
+            "[::2]",
+            "localhost.evil",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_or_consent() {
+        let u = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert!(check_scheme(&u("https://graph.microsoft.com/v1.0"), false).is_ok());
+        assert!(check_scheme(&u("http://127.0.0.1:8080/x"), false).is_ok());
+        assert!(check_scheme(&u("http://[::1]:8080/x"), false).is_ok());
+        assert!(matches!(
+            check_scheme(&u("http://graph.microsoft.com/v1.0"), false),
+            Err(Error::InsecureUrl { host }) if host == "graph.microsoft.com"
+        ));
+        assert!(check_scheme(&u("http://graph.microsoft.com/v1.0"), true).is_ok());
+        assert!(matches!(
+            check_scheme(&u("ftp://example.com/x"), true),
+            Err(Error::Request(_))
+        ));
+    }
+
+    #[test]
+    fn io_errors_map_onto_failures() {
+        let f = |k| io_failure(&io::Error::from(k));
+        assert_eq!(
+            f(io::ErrorKind::ConnectionRefused),
+            TransportFailure::Connect
+        );
+        assert_eq!(f(io::ErrorKind::ConnectionReset), TransportFailure::Reset);
+        assert_eq!(f(io::ErrorKind::BrokenPipe), TransportFailure::Reset);
+        assert_eq!(f(io::ErrorKind::UnexpectedEof), TransportFailure::Closed);
+        assert_eq!(f(io::ErrorKind::TimedOut), TransportFailure::TimedOut);
+        assert_eq!(f(io::ErrorKind::Other), TransportFailure::Other);
+        assert!(matches!(
+            classify(ureq::Error::BodyExceedsLimit(10)),
+            Ok(TransportFailure::ResponseTooLarge)
+        ));
+        let wrapped = io::Error::other(ureq::Error::BodyExceedsLimit(10));
+        assert!(matches!(
+            classify(ureq::Error::Io(wrapped)),
+            Ok(TransportFailure::ResponseTooLarge)
+        ));
+        assert!(matches!(
+            classify(ureq::Error::BadUri("https://x/?tempauth=SECRET".into())),
+            Err(Error::Request(m)) if !m.contains("SECRET")
+        ));
+    }
+}
