@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::time::{Duration, UNIX_EPOCH};
 use upload_session::hash::Sha256State;
 use upload_session::onedrive::{
-    Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveUpload, QuickXorHash, Target,
+    Checkpoint, Completed, DeferCommit, Drive, OneDriveConfig, OneDriveUpload, QuickXorHash, Target,
 };
 use upload_session::retry::{Jitter, RetryPolicy};
 use upload_session::testing::{Delivery, DriveReport, VirtualClock, drive, pattern};
@@ -59,6 +59,21 @@ struct Case {
     crash_after: Option<u32>,
     /// On a crash, whether the in-flight request had reached the server.
     crash_sent: bool,
+    /// How the file is addressed.
+    target: TargetKind,
+}
+
+/// The target forms a case can use (onedrive.md §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetKind {
+    /// `/me/drive/root:/{path}:`.
+    MePath,
+    /// `/drives/{id}/items/{parent}:/{name}:` under a seeded folder.
+    Child,
+    /// `/me/drive/items/{id}`: replaces a seeded file (with `If-Match` half the time).
+    Item { if_match: bool },
+    /// `/sites/{id}/drive/root:/{path}:`.
+    SitePath,
 }
 
 impl Case {
@@ -103,6 +118,8 @@ impl Case {
             retry_after_secs: below(4),
             delay_ms: 100 + below(3000),
         };
+        // Zero-byte files take the simple-upload path.
+        let size = if below(40) == 0 { 0 } else { size };
         Case {
             seed,
             size,
@@ -134,6 +151,13 @@ impl Case {
                 None
             },
             crash_sent: below(2) == 0,
+            target: match below(8) {
+                0 | 1 => TargetKind::Child,
+                2 => TargetKind::Item { if_match: false },
+                3 => TargetKind::Item { if_match: true },
+                4 => TargetKind::SitePath,
+                _ => TargetKind::MePath,
+            },
         }
     }
 }
@@ -295,10 +319,52 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     let emu = RefCell::new(emulator(case));
     let base = emu.borrow().config().base_url.clone();
     let source = pattern(case.size);
-    let path = format!("/model/file-{}.bin", case.seed);
+    let (target, path, if_match) = {
+        let mut e = emu.borrow_mut();
+        let od = e.onedrive_mut();
+        let name = format!("file-{}.bin", case.seed);
+        match case.target {
+            TargetKind::MePath => (
+                Target::path(format!("/model/{name}")),
+                format!("/model/{name}"),
+                None,
+            ),
+            TargetKind::SitePath => (
+                Target::path(format!("/model/{name}")).in_drive(Drive::Site("contoso".into())),
+                format!("/model/{name}"),
+                None,
+            ),
+            TargetKind::Child => {
+                let drive = od.drive_id("me").ok_or("no drive")?;
+                let folder = od
+                    .seed_folder("me", "/model/dir")
+                    .map_err(|e| format!("{e:?}"))?;
+                (
+                    Target::child(Drive::Id(drive), folder, name.clone()),
+                    format!("/model/dir/{name}"),
+                    None,
+                )
+            }
+            TargetKind::Item { if_match } => {
+                let path = format!("/model/old-{name}");
+                let old = od
+                    .seed_file("me", &path, b"previous content")
+                    .map_err(|e| format!("{e:?}"))?;
+                (
+                    Target::item(Drive::Me, old.id),
+                    path,
+                    if_match.then_some(old.etag),
+                )
+            }
+        }
+    };
     let mut clock = VirtualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let fingerprint = SourceFingerprint::new(case.size, format!("seed-{}", case.seed));
-    let mut m = OneDriveUpload::builder(Target::path(path.clone()), case.size)
+    let mut b = OneDriveUpload::builder(target, case.size);
+    if let Some(etag) = if_match {
+        b = b.if_match(etag);
+    }
+    let mut m = b
         .fragment_size(case.fragment)
         .defer_commit(case.defer)
         .fingerprint(fingerprint.clone())
@@ -416,6 +482,7 @@ fn soak() {
             Ok(Outcome::GaveUp(e)) => {
                 if !Case::from_seed(seed).storm {
                     calm_gave_up += 1;
+                    println!("  gave up outside a storm, seed {seed}: {e}");
                 }
                 gave_up.push((seed, e))
             }

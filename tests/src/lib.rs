@@ -230,6 +230,7 @@ pub struct PendingBody {
     sink: Sink,
     fault: Option<Fault>,
     request_id: String,
+    client_request_id: Option<HeaderValue>,
     cut_at: Option<u64>,
     stall: Option<Duration>,
 }
@@ -453,6 +454,7 @@ impl Emulator {
             self.faults.plan().seed as u32,
             self.requests
         );
+        let client_request_id = echoed_client_request_id(&head.headers);
         let path = head.uri.path();
         let service = if path.starts_with("/onedrive/") {
             Some(Service::OneDrive)
@@ -464,7 +466,7 @@ impl Emulator {
         let Some(service) = service else {
             self.violations.record(Violation::UnknownRoute);
             let mut r = wire::text(StatusCode::NOT_FOUND, "Unknown endpoint");
-            stamp(&mut r, None, &request_id);
+            stamp(&mut r, None, &request_id, None);
             return Begin::Respond(r);
         };
         let mut cx = cx!(self, now, request_id.clone(), None);
@@ -481,7 +483,12 @@ impl Emulator {
         let fault = cx.fault.take();
         match started {
             Err(mut r) => {
-                stamp(&mut r, Some(service), &request_id);
+                stamp(
+                    &mut r,
+                    Some(service),
+                    &request_id,
+                    client_request_id.as_ref(),
+                );
                 Begin::Respond(r)
             }
             Ok((ticket, sink)) => {
@@ -501,6 +508,7 @@ impl Emulator {
                     sink: Sink::new(sink),
                     fault,
                     request_id,
+                    client_request_id,
                     cut_at,
                     stall,
                 })
@@ -515,6 +523,7 @@ impl Emulator {
             sink,
             fault,
             request_id,
+            client_request_id,
             ..
         } = pending;
         let received = sink.finish();
@@ -539,7 +548,12 @@ impl Emulator {
             }
             _ => {}
         }
-        stamp(&mut resp, Some(service), &request_id);
+        stamp(
+            &mut resp,
+            Some(service),
+            &request_id,
+            client_request_id.as_ref(),
+        );
         resp
     }
 
@@ -574,7 +588,10 @@ impl Emulator {
         overflow: Overflow,
     ) -> Response<Bytes> {
         let PendingBody {
-            ticket, request_id, ..
+            ticket,
+            request_id,
+            client_request_id,
+            ..
         } = pending;
         self.violations.record(Violation::OversizeBody);
         let mut cx = cx!(self, now, request_id.clone(), None);
@@ -588,16 +605,34 @@ impl Emulator {
                 Service::Dropbox,
             ),
         };
-        stamp(&mut r, Some(service), &request_id);
+        stamp(
+            &mut r,
+            Some(service),
+            &request_id,
+            client_request_id.as_ref(),
+        );
         r.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         r
     }
 }
 
+/// Returns the client's `client-request-id` when it is short visible ASCII (Graph echoes
+/// it back; onedrive.md §5.1). Anything else is ignored, so no input can shape a header.
+fn echoed_client_request_id(headers: &http::HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get("client-request-id")?;
+    let ok = v.len() <= 128 && v.as_bytes().iter().all(|b| (0x21..0x7f).contains(b));
+    ok.then(|| v.clone())
+}
+
 /// Adds the request-id headers every response carries (onedrive §11 rule 45, dropbox §12
-/// rule 25).
-fn stamp(r: &mut Response<Bytes>, service: Option<Service>, request_id: &str) {
+/// rule 25). OneDrive echoes a well-formed client `client-request-id`.
+fn stamp(
+    r: &mut Response<Bytes>,
+    service: Option<Service>,
+    request_id: &str,
+    client_request_id: Option<&HeaderValue>,
+) {
     let Ok(v) = HeaderValue::from_str(request_id) else {
         return;
     };
@@ -605,7 +640,7 @@ fn stamp(r: &mut Response<Bytes>, service: Option<Service>, request_id: &str) {
     match service {
         Some(Service::OneDrive) => {
             h.insert("request-id", v.clone());
-            h.insert("client-request-id", v);
+            h.insert("client-request-id", client_request_id.cloned().unwrap_or(v));
         }
         Some(Service::Dropbox) => {
             h.insert("x-dropbox-request-id", v);

@@ -2398,3 +2398,21 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn onedrive_rule_45_client_request_id_is_echoed_when_well_formed() {
+    let mut h = H::new();
+    let url = h.create_ok("/me/drive/root:/echo.bin:", None);
+    let r = h.req(
+        "GET",
+        &url,
+        &[("client-request-id", "abc-123")],
+        Bytes::new(),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["client-request-id"], "abc-123");
+    assert_ne!(r.headers()["request-id"], "abc-123");
+    // A value with spaces (or anything but short visible ASCII) is not echoed.
+    let r = h.req("GET", &url, &[("client-request-id", "a b")], Bytes::new());
+    assert_ne!(r.headers()["client-request-id"], "a b");
+}
