@@ -973,3 +973,107 @@ proptest! {
         prop_assert!(r.is_ok(), "{}", r.err().unwrap_or_default());
     }
 }
+
+/// One fault-free sequential upload with a custom configuration and commit.
+fn plain_upload(
+    emu: &RefCell<Emulator>,
+    cfg: DropboxConfig,
+    commit: CommitInfo,
+    size: u64,
+) -> Result<Completed, UploadError> {
+    let src = source(size, 0, size);
+    let mut m = DropboxUpload::builder(commit, size)
+        .chunk_size(100_000)
+        .config(cfg)
+        .access_token(AccessToken::new(DEFAULT_TOKEN).unwrap())
+        .build()
+        .unwrap();
+    let mut clock = VirtualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let token = RefCell::new(DEFAULT_TOKEN.to_string());
+    let rep = drive(
+        &mut m,
+        emu,
+        &token,
+        &mut clock,
+        &src,
+        &mut Jitter::new(1),
+        None,
+        |_| None,
+    );
+    let r = rep.result.expect("a result");
+    if let Ok(Completed::Committed(c)) = &r {
+        let path = c.metadata.path_display.clone().unwrap_or_default();
+        check_stored(&emu.borrow(), &path, &src).unwrap();
+    }
+    r
+}
+
+/// Team headers and namespace paths reach the emulator in the shapes it accepts.
+#[test]
+fn path_roots_and_namespace_paths_are_accepted() {
+    let case = Case::from_seed(1, Kind::Sequential);
+    let emu = RefCell::new(Emulator::new(Config::default()));
+    let base = emu.borrow().config().base_url.clone();
+    let ns = emu
+        .borrow_mut()
+        .dropbox_mut()
+        .home_namespace_id()
+        .to_string();
+    for root in [
+        None,
+        Some(upload_session::dropbox::PathRoot::Home),
+        Some(upload_session::dropbox::PathRoot::NamespaceId(ns.clone())),
+    ] {
+        let mut cfg = machine_config(&case, &base);
+        cfg.path_root = root.clone();
+        let commit = CommitInfo::new(format!("/roots/{root:?}.bin")).unwrap();
+        let r = plain_upload(&emu, cfg, commit, 250_001);
+        assert!(r.is_ok(), "{root:?}: {r:?}");
+    }
+    let commit = CommitInfo::new(format!("ns:{ns}/roots/ns-path.bin")).unwrap();
+    let r = plain_upload(&emu, machine_config(&case, &base), commit, 1000);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        emu.borrow().violations().is_empty(),
+        "{:?}",
+        emu.borrow().violations()
+    );
+}
+
+/// Write modes against an existing file: `update` with its rev replaces it, a stale rev
+/// is a conflict, `strict_conflict` makes identical content a conflict too.
+#[test]
+fn write_modes_against_an_existing_file() {
+    let case = Case::from_seed(2, Kind::Sequential);
+    let emu = RefCell::new(Emulator::new(Config::default()));
+    let base = emu.borrow().config().base_url.clone();
+    let cfg = || machine_config(&case, &base);
+    let old = emu
+        .borrow_mut()
+        .dropbox_mut()
+        .seed_file("/modes/a.bin", b"old content")
+        .unwrap();
+    let rev = upload_session::dropbox::Rev::new(old.rev.clone()).unwrap();
+    let commit = CommitInfo::new("/modes/a.bin")
+        .unwrap()
+        .mode(WriteMode::Update(rev.clone()));
+    let done = plain_upload(&emu, cfg(), commit.clone(), 5000).unwrap();
+    assert_ne!(done.metadata().unwrap().rev, old.rev);
+    // The same rev again is stale now.
+    match plain_upload(&emu, cfg(), commit, 6000) {
+        Err(UploadError::Conflict { codes }) => assert_eq!(codes.0[..2], ["path", "conflict"]),
+        other => panic!("{other:?}"),
+    }
+    // Identical content in mode add: success, unless strict_conflict.
+    let add = CommitInfo::new("/modes/a.bin").unwrap();
+    assert!(plain_upload(&emu, cfg(), add.clone(), 5000).is_ok());
+    assert!(matches!(
+        plain_upload(&emu, cfg(), add.strict_conflict(true), 5000),
+        Err(UploadError::Conflict { .. })
+    ));
+    assert!(
+        emu.borrow().violations().is_empty(),
+        "{:?}",
+        emu.borrow().violations()
+    );
+}

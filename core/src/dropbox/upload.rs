@@ -1132,7 +1132,7 @@ impl DropboxUpload {
             OpKind::Append => {
                 let first = e.first().unwrap_or("");
                 match first {
-                    "not_found" => self.restart(UploadError::SessionNotFound),
+                    "not_found" => self.session_gone(resumed),
                     "content_hash_mismatch" => {
                         self.retry_later(now, UploadError::RequestHashRejected, None)
                     }
@@ -1153,13 +1153,7 @@ impl DropboxUpload {
                     "lookup_failed" => {
                         let second = e.tags.0.get(1).map(String::as_str).unwrap_or("");
                         match second {
-                            "not_found" => {
-                                if self.finish_unsure {
-                                    self.stage = Stage::Lookup;
-                                } else {
-                                    self.restart(UploadError::SessionNotFound);
-                                }
-                            }
+                            "not_found" => self.session_gone(resumed || self.finish_unsure),
                             "incorrect_offset" => match &self.layout {
                                 Layout::Seq(_) => self.seq_offset(now, op, e.correct_offset),
                                 Layout::Conc(_) => self.contradiction(format!(
@@ -1231,7 +1225,8 @@ impl DropboxUpload {
     }
 
     /// The lookup shows the commit did not happen: finish again (a finish that meets
-    /// `not_found` now means the session expired).
+    /// `not_found` now means the session expired), or start a new session when the
+    /// server already said this one is gone.
     fn not_committed(&mut self) {
         self.finish_unsure = false;
         if self.session.is_none() {
@@ -1242,6 +1237,20 @@ impl DropboxUpload {
             Layout::Seq(_) => Stage::Upload,
             Layout::Conc(_) => Stage::Finish,
         };
+    }
+
+    /// The server does not know the session. When it may have been consumed by a commit
+    /// whose answer this process never saw (a finish in doubt, or a session resumed from
+    /// a checkpoint taken before an earlier process's finish), look the file up first;
+    /// otherwise (or when the file is not ours) start a new session.
+    fn session_gone(&mut self, maybe_committed: bool) {
+        if maybe_committed && self.commit_mode() {
+            self.session = None;
+            self.finish_unsure = false;
+            self.stage = Stage::Lookup;
+        } else {
+            self.restart(UploadError::SessionNotFound);
+        }
     }
 
     /// `closed` on an append.

@@ -185,3 +185,34 @@ fn completed_blocks_come_in_whole_chunks() {
         Some(ResumeError::Inconsistent(_))
     ));
 }
+
+#[test]
+fn a_resumed_session_consumed_by_an_earlier_finish_is_looked_up() {
+    let mut h = DropboxScenario::new(SIZE).build();
+    let a1 = h.to_uploading();
+    h.ok_null(a1.id());
+    let cp = h.last_checkpoint().unwrap();
+    // The earlier process went on, committed, and died before recording it.
+    let mut r = resume(cp.clone());
+    let a2 = r.expect_send();
+    r.conflict(a2.id(), json!({".tag": "not_found"}));
+    let look = r.expect_send();
+    assert_eq!(route(&look), "get_metadata");
+    let meta = r.metadata();
+    r.ok(look.id(), meta);
+    let done = r.expect_finished().unwrap();
+    assert_eq!(done.restarts(), 0);
+    // Hashing of the bytes this process never read happened before verification.
+    assert!(r.reads.iter().any(|(o, _)| *o == 16 * M));
+    // Not there: a new session.
+    let mut r = resume(cp);
+    let a2 = r.expect_send();
+    r.conflict(a2.id(), json!({".tag": "not_found"}));
+    let look = r.expect_send();
+    r.conflict(
+        look.id(),
+        json!({".tag": "path", "path": {".tag": "not_found"}}),
+    );
+    assert_eq!(route(&r.expect_send()), "start");
+    assert_eq!(r.m.restarts(), 1);
+}
