@@ -160,6 +160,10 @@ pub struct Cx<'a> {
     pub request_id: String,
     /// The fault decided for this request by [`Cx::decide_fault`].
     pub fault: Option<Fault>,
+    /// True inside `complete` (after the body arrived), where `LostResponse` and
+    /// `ErrorAfter` faults hide the answer from the client; false in `begin`, whose
+    /// immediate answers are always delivered.
+    pub completing: bool,
 }
 
 impl Cx<'_> {
@@ -306,6 +310,9 @@ impl std::fmt::Debug for Emulator {
 
 macro_rules! cx {
     ($self:ident, $now:expr, $rid:expr, $fault:expr) => {
+        cx!($self, $now, $rid, $fault, false)
+    };
+    ($self:ident, $now:expr, $rid:expr, $fault:expr, $completing:expr) => {
         Cx {
             now: $now,
             config: &$self.config,
@@ -314,6 +321,7 @@ macro_rules! cx {
             tokens: &mut $self.tokens,
             request_id: $rid,
             fault: $fault,
+            completing: $completing,
         }
     };
 }
@@ -527,7 +535,7 @@ impl Emulator {
             ..
         } = pending;
         let received = sink.finish();
-        let mut cx = cx!(self, now, request_id.clone(), fault.clone());
+        let mut cx = cx!(self, now, request_id.clone(), fault.clone(), true);
         let (mut resp, service) = match ticket {
             Ticket::OneDrive(t) => (
                 self.onedrive.complete(&mut cx, t, received),

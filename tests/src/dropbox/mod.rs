@@ -597,7 +597,15 @@ impl Dropbox {
                     if g.client_knows {
                         cx.violation(Violation::SessionReused);
                     }
-                    g.client_knows = true;
+                    // The client learns the session is gone only when this `not_found`
+                    // actually reaches it: not when, while completing, the answer is lost
+                    // or replaced by a 5xx (an answer given from the head is delivered).
+                    let hidden = cx.completing
+                        && matches!(
+                            cx.fault,
+                            Some(Fault::LostResponse | Fault::ErrorAfter { .. })
+                        );
+                    g.client_knows = !hidden;
                 }
                 None => cx.violation(Violation::SessionReused),
             }

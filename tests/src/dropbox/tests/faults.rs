@@ -417,3 +417,40 @@ fn random_faults_on_a_well_behaved_sequence_never_count_violations() {
         assert_eq!(h.violations(), 0, "seed {seed}: {:?}", h.emu.violations());
     }
 }
+
+/// A batch entry's `not_found` whose answer is itself lost does not tell the client the
+/// session is gone: the next retry is excused too; only a retry after a delivered answer
+/// counts (rule 57, with the rule-69 lost answers).
+#[test]
+fn dropbox_rule_57_lost_not_found_does_not_make_the_next_retry_a_violation() {
+    let plan = FaultPlan::none()
+        .script(Some(RouteKind::DropboxBatch), 1, Fault::LostResponse)
+        .script(Some(RouteKind::DropboxBatch), 2, Fault::LostResponse);
+    let mut h = H::faults(plan);
+    let sid = h.start_ok(json!({"close": true}), b"abc");
+    let entry =
+        json!({"cursor": {"session_id": sid, "offset": 3}, "commit": {"path": "/lost.txt"}});
+    let batch = |h: &mut H| {
+        h.send(rpc(
+            "files/upload_session/finish_batch_v2",
+            &json!({ "entries": [entry.clone()] }).to_string(),
+        ))
+    };
+    let r = batch(&mut h);
+    assert_eq!(TransportFault::of(&r), Some(TransportFault::LostResponse));
+    assert!(
+        h.file("/lost.txt").is_some(),
+        "the first commit was applied"
+    );
+    // Retry 1: the entry fails with `not_found`, but that answer is lost too.
+    let r = batch(&mut h);
+    assert_eq!(TransportFault::of(&r), Some(TransportFault::LostResponse));
+    // Retry 2: the client still could not know; not counted, and now it is told.
+    let r = batch(&mut h);
+    assert_eq!(TransportFault::of(&r), None);
+    assert_eq!(body_json(&r)["entries"][0][".tag"], "failure");
+    assert_eq!(h.v(Violation::SessionReused), 0);
+    // Retry 3, after a delivered `not_found`, is a violation.
+    let _ = batch(&mut h);
+    assert_eq!(h.v(Violation::SessionReused), 1);
+}
