@@ -1740,3 +1740,1417 @@ fn od_unbounded_policy_and_ten_year_hint() {
     assert_clamped(&e, &d, upload_session::retry::MAX_WAIT);
     assert!(elapsed <= MAX_VIRTUAL);
 }
+
+// ------------------------------------------------------------------ Dropbox harness
+
+const MIB: u64 = 1024 * 1024;
+/// A sequential Dropbox file: three 1 MiB chunks and 5 bytes.
+const DBX_SIZE: u64 = 3 * MIB + 5;
+/// A concurrent Dropbox file: two 4 MiB chunks and a short third.
+const CONC_SIZE: u64 = 10 * MIB + 3;
+
+/// Which Dropbox route a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dbx {
+    Start,
+    Append,
+    Finish,
+    Lookup,
+    Batch,
+}
+
+fn dbx_route(req: &http::Request<Bytes>) -> Dbx {
+    let p = req.uri().path();
+    if p.ends_with("/start") {
+        Dbx::Start
+    } else if p.ends_with("/append_v2") {
+        Dbx::Append
+    } else if p.ends_with("/finish") {
+        Dbx::Finish
+    } else if p.ends_with("/finish_batch_v2") {
+        Dbx::Batch
+    } else {
+        Dbx::Lookup
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Seq,
+    Conc,
+}
+
+fn dbx_config(w: &World) -> DropboxConfig {
+    DropboxConfig::with_hosts(
+        format!("{}/dropbox/content/2/", w.base),
+        format!("{}/dropbox/api/2/", w.base),
+    )
+}
+
+fn dbx_size(kind: Kind) -> u64 {
+    match kind {
+        Kind::Seq => DBX_SIZE,
+        Kind::Conc => CONC_SIZE,
+    }
+}
+
+fn dbx_builder(kind: Kind, commit: CommitInfo) -> upload_session::dropbox::Builder {
+    let b = DropboxUpload::builder(commit, dbx_size(kind));
+    match kind {
+        Kind::Seq => b.chunk_size(MIB),
+        Kind::Conc => b
+            .session_type(SessionType::Concurrent)
+            .chunk_size(4 * MIB)
+            .parallelism(3),
+    }
+}
+
+type DbxReport = DriveReport<upload_session::dropbox::Completed>;
+type DbxEvents = Vec<Event<upload_session::dropbox::Checkpoint>>;
+
+/// Runs a Dropbox upload where `hostile` may replace any answer.
+fn dbx_run(
+    w: &World,
+    kind: Kind,
+    f: impl FnOnce(&mut DropboxConfig),
+    mut hostile: impl FnMut(&World, Dbx, &http::Request<Bytes>) -> Option<http::Response<Bytes>>,
+) -> (DbxReport, DbxEvents) {
+    let mut cfg = dbx_config(w);
+    f(&mut cfg);
+    let mut m = dbx_builder(kind, CommitInfo::new("/hostile/file.bin").unwrap())
+        .config(cfg)
+        .access_token(AccessToken::new(DEFAULT_TOKEN).unwrap())
+        .build()
+        .unwrap();
+    let source = pattern(dbx_size(kind));
+    run(w, &mut m, &source, |w, wall, req| {
+        let route = dbx_route(&req);
+        Delivery::Response(match hostile(w, route, &req) {
+            Some(r) => r,
+            None => honest(w, wall, req),
+        })
+    })
+}
+
+fn assert_dbx_ok(r: &DbxReport, kind: Kind) {
+    match &r.result {
+        Some(Ok(c)) => {
+            let m = c.metadata().expect("committed");
+            assert_eq!(m.size, dbx_size(kind));
+            match c {
+                upload_session::dropbox::Completed::Committed(c) => assert!(c.hash_verified),
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+/// A 409 route error body with `error` = `union`.
+fn route_error(union: &str) -> http::Response<Bytes> {
+    resp(
+        409,
+        format!(r#"{{"error_summary":"x/","error":{union}}}"#),
+        &[],
+    )
+}
+
+/// The first append (sequential) or finish is answered with `r` (applied or not).
+fn dbx_first(
+    kind: Kind,
+    route: Dbx,
+    apply: bool,
+    r: http::Response<Bytes>,
+) -> (DbxReport, DbxEvents) {
+    let w = world();
+    let mut once = Some(r);
+    dbx_run(
+        &w,
+        kind,
+        |_| {},
+        |w, rt, req| {
+            if rt != route {
+                return None;
+            }
+            let r = once.take()?;
+            Some(if apply { applied(w, req, r) } else { r })
+        },
+    )
+}
+
+// ============================================================ Dropbox: malformed JSON
+
+/// Every `start` answer is `body`.
+fn dbx_start_answers(kind: Kind, body: &'static str) -> UploadError {
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        kind,
+        |_| {},
+        |_, route, _| (route == Dbx::Start).then(|| resp(200, body, &[])),
+    );
+    err_of(&r)
+}
+
+/// dbx §2: truncated start result.
+#[test]
+fn dbx_start_body_truncated() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Seq, r#"{"session_id":"AAA"#));
+}
+
+#[test]
+fn dbx_start_body_truncated_concurrent() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Conc, r#"{"session_id":"#));
+}
+
+#[test]
+fn dbx_start_body_not_json() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Seq, "<html>bad gateway</html>"));
+}
+
+/// dbx §2: wrong types for `session_id`.
+#[test]
+fn dbx_start_session_id_number() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Seq, r#"{"session_id":12345}"#));
+}
+
+#[test]
+fn dbx_start_session_id_empty() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Seq, r#"{"session_id":""}"#));
+}
+
+#[test]
+fn dbx_start_session_id_null() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Conc, r#"{"session_id":null}"#));
+}
+
+#[test]
+fn dbx_start_body_is_array() {
+    assert_malformed_retries(&dbx_start_answers(Kind::Seq, r#"[{"session_id":"a"}]"#));
+}
+
+/// dbx §3: an append's 200 body (`null`) is not parsed: garbage there changes nothing.
+#[test]
+fn dbx_append_body_garbled_is_ignored() {
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |_| {},
+        |w, route, req| (route == Dbx::Append).then(|| applied(w, req, resp(200, "{\"trunc", &[]))),
+    );
+    assert_dbx_ok(&r, Kind::Seq);
+}
+
+/// dbx §5: a truncated finish result: in doubt, the file is looked up and verified.
+#[test]
+fn dbx_finish_body_truncated_once() {
+    let (r, _) = dbx_first(
+        Kind::Seq,
+        Dbx::Finish,
+        true,
+        resp(200, r#"{"name":"file.bin","id":"#, &[]),
+    );
+    assert_dbx_ok(&r, Kind::Seq);
+}
+
+#[test]
+fn dbx_finish_body_truncated_once_concurrent() {
+    let (r, _) = dbx_first(Kind::Conc, Dbx::Finish, true, resp(200, "{", &[]));
+    assert_dbx_ok(&r, Kind::Conc);
+}
+
+/// dbx §5: finish and lookup garbled forever: the budget ends it.
+#[test]
+fn dbx_finish_and_lookup_truncated_forever() {
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |_| {},
+        |w, route, req| match route {
+            Dbx::Finish => Some(applied(w, req, resp(200, "{\"size\":", &[]))),
+            Dbx::Lookup => Some(resp(200, "{\".tag\":\"file\",", &[])),
+            _ => None,
+        },
+    );
+    assert_malformed_retries(&err_of(&r));
+}
+
+/// dbx §7: a 409 whose body is cut: no tag can be read; a typed rejection with the
+/// status, never a guess.
+#[test]
+fn dbx_error_body_truncated() {
+    let (r, _) = dbx_first(
+        Kind::Seq,
+        Dbx::Append,
+        false,
+        resp(409, r#"{"error":{".tag":"incorr"#, &[]),
+    );
+    assert_eq!(
+        err_of(&r),
+        UploadError::Rejected {
+            status: 409,
+            codes: ServiceCodes(vec![])
+        }
+    );
+}
+
+/// dbx §7: a tag chain nested 60,000 deep (under the cap) hits serde_json's recursion
+/// limit, not the stack.
+#[test]
+fn dbx_error_body_nested_60000_deep() {
+    let mut body = String::from(r#"{"error":"#);
+    for _ in 0..60_000 {
+        body.push_str(r#"{".tag":"a","a":"#);
+    }
+    let (r, _) = dbx_first(Kind::Seq, Dbx::Append, false, resp(409, body, &[]));
+    assert_eq!(
+        err_of(&r),
+        UploadError::Rejected {
+            status: 409,
+            codes: ServiceCodes(vec![])
+        }
+    );
+}
+
+/// dbx §7: a chain of 5,000 valid levels is walked to a bounded depth only.
+#[test]
+fn dbx_error_chain_deep_but_valid_is_bounded() {
+    let mut body = String::from(r#"{"error":"#);
+    for _ in 0..100 {
+        body.push_str(r#"{".tag":"a","a":"#);
+    }
+    body.push_str("null");
+    for _ in 0..100 {
+        body.push('}');
+    }
+    body.push('}');
+    let (r, _) = dbx_first(Kind::Seq, Dbx::Append, false, resp(409, body, &[]));
+    match err_of(&r) {
+        UploadError::Rejected { status: 409, codes } => assert!(codes.0.len() <= 8, "{codes:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ============================================================ Dropbox: Content-Length
+
+/// The core never reads a response's `Content-Length`.
+#[test]
+fn dbx_content_length_10_gib_on_every_answer() {
+    let w = world();
+    let cl = TEN_GIB.to_string();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Conc,
+        |_| {},
+        |w, _, req| {
+            let mut h = applied_honest(w, req);
+            h.headers_mut()
+                .insert("content-length", cl.parse().unwrap());
+            Some(h)
+        },
+    );
+    assert_dbx_ok(&r, Kind::Conc);
+}
+
+// ============================================================ Dropbox: wrong JSON types
+
+/// The finish answers metadata with `size` replaced, forever (the lookup says the same).
+fn dbx_finish_metadata(size: &str) -> UploadError {
+    let w = world();
+    let size = size.to_string();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |_| {},
+        |w, route, req| {
+            let body = format!(
+                r#"{{"name":"file.bin","id":"id:1","rev":"0123456789abc","size":{size},"content_hash":"{}"}}"#,
+                upload_session::dropbox::content_hash(&pattern(DBX_SIZE))
+            );
+            match route {
+                Dbx::Finish => Some(applied(w, req, resp(200, body, &[]))),
+                Dbx::Lookup => Some(resp(200, body, &[])),
+                _ => None,
+            }
+        },
+    );
+    err_of(&r)
+}
+
+/// dbx §5: `size` as a string: the metadata is malformed, never accepted.
+#[test]
+fn dbx_metadata_size_as_string() {
+    assert_malformed_retries(&dbx_finish_metadata(&format!("\"{DBX_SIZE}\"")));
+}
+
+#[test]
+fn dbx_metadata_size_as_float() {
+    assert_malformed_retries(&dbx_finish_metadata(&format!("{DBX_SIZE}.5")));
+}
+
+#[test]
+fn dbx_metadata_size_negative() {
+    assert_malformed_retries(&dbx_finish_metadata("-1"));
+}
+
+#[test]
+fn dbx_metadata_size_above_u64() {
+    assert_malformed_retries(&dbx_finish_metadata("18446744073709551616"));
+}
+
+#[test]
+fn dbx_metadata_size_null() {
+    assert_malformed_retries(&dbx_finish_metadata("null"));
+}
+
+/// Duplicated keys: the last `size` wins and is checked: an integrity error.
+#[test]
+fn dbx_metadata_duplicated_size_last_wins() {
+    let (r, _) = dbx_first(
+        Kind::Seq,
+        Dbx::Finish,
+        true,
+        resp(
+            200,
+            format!(
+                r#"{{"name":"f","id":"id:1","rev":"0123456789abc","size":{DBX_SIZE},"size":{},"content_hash":"{}"}}"#,
+                DBX_SIZE + 1,
+                upload_session::dropbox::content_hash(&pattern(DBX_SIZE))
+            ),
+            &[],
+        ),
+    );
+    assert_eq!(
+        err_of(&r),
+        UploadError::SizeMismatch {
+            expected: DBX_SIZE,
+            actual: Some(DBX_SIZE + 1)
+        }
+    );
+}
+
+/// The first append meets `incorrect_offset` with this `correct_offset` JSON, forever.
+fn dbx_correct_offset_forever(kind: Kind, value: &str) -> UploadError {
+    let w = world();
+    let body = format!(r#"{{".tag":"incorrect_offset","correct_offset":{value}}}"#);
+    let (r, _) = dbx_run(
+        &w,
+        kind,
+        |_| {},
+        |_, route, _| (route == Dbx::Append).then(|| route_error(&body)),
+    );
+    err_of(&r)
+}
+
+/// dbx §3.2: `correct_offset` as a string is no offset: retried as malformed.
+#[test]
+fn dbx_correct_offset_as_string() {
+    assert_malformed_retries(&dbx_correct_offset_forever(
+        Kind::Seq,
+        &format!("\"{MIB}\""),
+    ));
+}
+
+#[test]
+fn dbx_correct_offset_as_float() {
+    assert_malformed_retries(&dbx_correct_offset_forever(Kind::Seq, &format!("{MIB}.0")));
+}
+
+#[test]
+fn dbx_correct_offset_as_object() {
+    assert_malformed_retries(&dbx_correct_offset_forever(Kind::Seq, "{\"value\":1}"));
+}
+
+/// dbx §7: `.tag` as a number: no tag, a typed rejection.
+#[test]
+fn dbx_tag_as_number() {
+    let (r, _) = dbx_first(Kind::Seq, Dbx::Append, false, route_error(r#"{".tag":5}"#));
+    assert_eq!(
+        err_of(&r),
+        UploadError::Rejected {
+            status: 409,
+            codes: ServiceCodes(vec![])
+        }
+    );
+}
+
+#[test]
+fn dbx_error_as_array() {
+    let (r, _) = dbx_first(
+        Kind::Seq,
+        Dbx::Append,
+        false,
+        route_error(r#"[{".tag":"closed"}]"#),
+    );
+    assert_eq!(
+        err_of(&r),
+        UploadError::Rejected {
+            status: 409,
+            codes: ServiceCodes(vec![])
+        }
+    );
+}
+
+#[test]
+fn dbx_error_null() {
+    let (r, _) = dbx_first(Kind::Seq, Dbx::Append, false, route_error("null"));
+    assert_eq!(
+        err_of(&r),
+        UploadError::Rejected {
+            status: 409,
+            codes: ServiceCodes(vec![])
+        }
+    );
+}
+
+// ============================================================ Dropbox: offsets
+
+/// dbx §3.2: a negative `correct_offset`.
+#[test]
+fn dbx_correct_offset_negative() {
+    assert_malformed_retries(&dbx_correct_offset_forever(Kind::Seq, "-1"));
+}
+
+/// dbx §3.2: 2^64 does not fit a u64.
+#[test]
+fn dbx_correct_offset_two_pow_64() {
+    assert_malformed_retries(&dbx_correct_offset_forever(
+        Kind::Seq,
+        "18446744073709551616",
+    ));
+}
+
+/// dbx §3.2, §11: u64::MAX lies beyond the file: a contradiction.
+#[test]
+fn dbx_correct_offset_u64_max() {
+    let e = dbx_correct_offset_forever(Kind::Seq, "18446744073709551615");
+    assert!(
+        matches!(e, UploadError::ServerContradiction { .. }),
+        "{e:?}"
+    );
+}
+
+/// `correct_offset` beyond the file size.
+#[test]
+fn dbx_correct_offset_beyond_the_file() {
+    let e = dbx_correct_offset_forever(Kind::Seq, &(DBX_SIZE + 1).to_string());
+    assert!(
+        matches!(e, UploadError::ServerContradiction { .. }),
+        "{e:?}"
+    );
+}
+
+/// Inside the file but beyond every byte sent.
+#[test]
+fn dbx_correct_offset_beyond_what_was_sent() {
+    let e = dbx_correct_offset_forever(Kind::Seq, &(3 * MIB).to_string());
+    assert!(
+        matches!(e, UploadError::ServerContradiction { .. }),
+        "{e:?}"
+    );
+}
+
+/// Behind what the server confirmed (the start landed 1 MiB): the session is unusable;
+/// new sessions meet the same answer and the restart budget ends it.
+#[test]
+fn dbx_correct_offset_behind_confirmed() {
+    let e = dbx_correct_offset_forever(Kind::Seq, "5");
+    match e {
+        UploadError::TooManyRestarts { last, .. } => {
+            assert!(matches!(
+                *last,
+                UploadError::OffsetMismatch {
+                    server: Some(5),
+                    ..
+                }
+            ))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A concurrent session never meets `incorrect_offset` (dbx §4): a contradiction.
+#[test]
+fn dbx_correct_offset_on_a_concurrent_append() {
+    let e = dbx_correct_offset_forever(Kind::Conc, "0");
+    assert!(
+        matches!(e, UploadError::ServerContradiction { .. }),
+        "{e:?}"
+    );
+}
+
+/// dbx §5: `lookup_failed/incorrect_offset` on the finish, beyond the file.
+#[test]
+fn dbx_finish_correct_offset_beyond_the_file() {
+    let body = format!(
+        r#"{{".tag":"lookup_failed","lookup_failed":{{".tag":"incorrect_offset","correct_offset":{}}}}}"#,
+        u64::MAX
+    );
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |_| {},
+        |_, route, _| (route == Dbx::Finish).then(|| route_error(&body)),
+    );
+    assert!(
+        matches!(err_of(&r), UploadError::ServerContradiction { .. }),
+        "{:?}",
+        err_of(&r)
+    );
+}
+
+#[test]
+fn dbx_finish_correct_offset_concurrent() {
+    let body = r#"{".tag":"lookup_failed","lookup_failed":{".tag":"incorrect_offset","correct_offset":0}}"#;
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Conc,
+        |_| {},
+        |_, route, _| (route == Dbx::Finish).then(|| route_error(body)),
+    );
+    assert!(
+        matches!(err_of(&r), UploadError::ServerContradiction { .. }),
+        "{:?}",
+        err_of(&r)
+    );
+}
+
+// ============================================================ Dropbox: Retry-After
+
+/// Every data request (append) is a 429 with these headers and body.
+fn dbx_throttled(
+    kind: Kind,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    f: impl FnOnce(&mut DropboxConfig),
+) -> (UploadError, Vec<Duration>, Duration) {
+    let w = world();
+    let (r, events) = dbx_run(&w, kind, f, |_, route, _| {
+        (route == Dbx::Append).then(|| resp(429, body, headers))
+    });
+    (err_of(&r), delays(&events), r.elapsed)
+}
+
+fn long_budget(c: &mut DropboxConfig) {
+    c.retry.max_elapsed = Duration::from_secs(100 * 3600);
+    c.retry.max_attempts = 2;
+}
+
+/// The reported throttle wait of the last cause.
+fn throttle_after(e: &UploadError) -> Option<Duration> {
+    match retries_last(e) {
+        UploadError::Throttled { retry_after, .. }
+        | UploadError::WriteContention { retry_after, .. } => *retry_after,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// dbx §7.3: a ten-year `Retry-After` header: clamped to `max_retry_after` (1 h), the
+/// cause reports the clamped wait.
+#[test]
+fn dbx_retry_after_header_ten_years() {
+    let (e, d, _) = dbx_throttled(Kind::Seq, &[("retry-after", "315360000")], "", long_budget);
+    assert_eq!(d, vec![Duration::from_secs(3600); 2]);
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+}
+
+/// With the default 30-minute budget, a 1 h wait gives up at once, without waiting.
+#[test]
+fn dbx_retry_after_header_ten_years_default_budget() {
+    let (e, d, elapsed) = dbx_throttled(Kind::Seq, &[("retry-after", "315360000")], "", |_| {});
+    assert!(d.is_empty() && elapsed == Duration::ZERO, "{d:?}");
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+}
+
+/// dbx §7.3: `retry_after` in the JSON body, ten years.
+#[test]
+fn dbx_retry_after_body_ten_years() {
+    let (e, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[],
+        r#"{"error":{"reason":{".tag":"too_many_requests"},"retry_after":315360000}}"#,
+        long_budget,
+    );
+    assert_eq!(d, vec![Duration::from_secs(3600); 2]);
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+}
+
+/// u64::MAX in the body (a float in JSON terms).
+#[test]
+fn dbx_retry_after_body_u64_max() {
+    let (e, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[],
+        r#"{"error":{"reason":{".tag":"too_many_requests"},"retry_after":18446744073709551615}}"#,
+        long_budget,
+    );
+    assert_eq!(d, vec![Duration::from_secs(3600); 2]);
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+}
+
+/// 1e400 does not parse as JSON: the body is text, the floor applies.
+#[test]
+fn dbx_retry_after_body_1e400() {
+    let (e, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[],
+        r#"{"error":{"reason":{".tag":"too_many_requests"},"retry_after":1e400}}"#,
+        |_| {},
+    );
+    assert!(
+        d.iter()
+            .all(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(60)),
+        "{d:?}"
+    );
+    assert!(matches!(retries_last(&e), UploadError::Throttled { .. }));
+}
+
+/// Negative, string and fractional `retry_after`: never below the 1 s floor.
+#[test]
+fn dbx_retry_after_body_negative() {
+    let (_, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[],
+        r#"{"error":{"reason":{".tag":"too_many_requests"},"retry_after":-5}}"#,
+        |_| {},
+    );
+    assert!(
+        !d.is_empty() && d.iter().all(|d| *d >= Duration::from_secs(1)),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn dbx_retry_after_body_string() {
+    let (_, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[],
+        r#"{"error":{"reason":{".tag":"too_many_requests"},"retry_after":"7"}}"#,
+        |_| {},
+    );
+    assert!(
+        !d.is_empty() && d.iter().all(|d| *d >= Duration::from_secs(1)),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn dbx_retry_after_body_fraction() {
+    let (_, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[],
+        r#"{"error":{"reason":{".tag":"too_many_requests"},"retry_after":0.001}}"#,
+        |_| {},
+    );
+    assert_eq!(d, vec![Duration::from_secs(1); 10]);
+}
+
+/// dbx §7.3: an HTTP-date in the past: the 1 s floor.
+#[test]
+fn dbx_retry_after_http_date_in_the_past() {
+    let (_, d, _) = dbx_throttled(
+        Kind::Seq,
+        &[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")],
+        "",
+        |_| {},
+    );
+    assert_eq!(d, vec![Duration::from_secs(1); 10]);
+}
+
+#[test]
+fn dbx_retry_after_garbage() {
+    let (_, d, _) = dbx_throttled(Kind::Seq, &[("retry-after", "1.2.3")], "", |_| {});
+    assert!(
+        !d.is_empty()
+            && d.iter()
+                .all(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(60)),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn dbx_retry_after_negative_header() {
+    let (_, d, _) = dbx_throttled(Kind::Seq, &[("retry-after", "-1")], "", |_| {});
+    assert!(
+        !d.is_empty()
+            && d.iter()
+                .all(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(60)),
+        "{d:?}"
+    );
+}
+
+/// Concurrent appends, ten years in the header.
+#[test]
+fn dbx_retry_after_ten_years_concurrent() {
+    let (e, d, _) = dbx_throttled(Kind::Conc, &[("retry-after", "315360000")], "", long_budget);
+    assert!(
+        !d.is_empty() && d.iter().all(|x| *x == Duration::from_secs(3600)),
+        "{d:?}"
+    );
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+}
+
+/// Lock contention (409 `too_many_write_operations`) with a ten-year header.
+#[test]
+fn dbx_write_contention_ten_years() {
+    let w = world();
+    let (r, events) = dbx_run(&w, Kind::Seq, long_budget, |_, route, _| {
+        (route == Dbx::Append).then(|| {
+            let mut r = route_error(r#"{".tag":"too_many_write_operations"}"#);
+            r.headers_mut()
+                .insert("retry-after", "315360000".parse().unwrap());
+            r
+        })
+    });
+    let e = err_of(&r);
+    assert!(matches!(
+        retries_last(&e),
+        UploadError::WriteContention { status: 409, .. }
+    ));
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+    assert_eq!(delays(&events), vec![Duration::from_secs(3600); 2]);
+}
+
+/// A ten-year `min_throttle_wait` is clamped like a hint.
+#[test]
+fn dbx_min_throttle_wait_ten_years() {
+    let (e, d, _) = dbx_throttled(Kind::Seq, &[], "", |c| {
+        long_budget(c);
+        c.min_throttle_wait = Duration::from_secs(TEN_YEARS);
+    });
+    assert_eq!(d, vec![Duration::from_secs(3600); 2]);
+    assert_eq!(throttle_after(&e), Some(Duration::from_secs(3600)));
+}
+
+/// A policy without caps still waits at most `retry::MAX_WAIT`.
+#[test]
+fn dbx_unbounded_policy_and_ten_year_hint() {
+    let (e, d, _) = dbx_throttled(Kind::Seq, &[("retry-after", "315360000")], "", |c| {
+        c.retry = RetryPolicy {
+            max_retry_after: Duration::MAX,
+            max_elapsed: Duration::MAX,
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+    });
+    assert_eq!(d, vec![upload_session::retry::MAX_WAIT; 2]);
+    assert_eq!(throttle_after(&e), Some(upload_session::retry::MAX_WAIT));
+}
+
+// ============================================================ Dropbox: CR/LF/NUL
+
+/// dbx §1.3, §5: a commit path with CR/LF and NUL is a valid `WritePathOrId` (the
+/// spec's regex allows them); `Dropbox-API-Arg` escapes them (`\r`, `\n`, `\u0000`),
+/// so no header carries a raw control byte (checked for every request by `run`), and
+/// the argument decodes back to the exact path.
+fn dbx_path_round_trip(kind: Kind, path: &str) {
+    let w = world();
+    let mut m = dbx_builder(kind, CommitInfo::new(path).unwrap())
+        .config(dbx_config(&w))
+        .access_token(AccessToken::new(DEFAULT_TOKEN).unwrap())
+        .build()
+        .unwrap();
+    let source = pattern(dbx_size(kind));
+    let (r, _) = run(&w, &mut m, &source, |w, wall, req| {
+        Delivery::Response(honest(w, wall, req))
+    });
+    assert!(r.result.is_some());
+    let sent = w.sent.borrow();
+    let finish = sent
+        .iter()
+        .find(|s| s.uri.ends_with("/finish"))
+        .expect("a finish");
+    let arg = finish.headers["dropbox-api-arg"].to_str().unwrap();
+    let v: serde_json::Value = serde_json::from_str(arg).unwrap();
+    assert_eq!(v["commit"]["path"], path);
+}
+
+#[test]
+fn dbx_commit_path_with_crlf_is_escaped() {
+    dbx_path_round_trip(Kind::Seq, "/hostile/a\r\nX-Evil: 1.bin");
+}
+
+#[test]
+fn dbx_commit_path_with_nul_is_escaped() {
+    dbx_path_round_trip(Kind::Conc, "/hostile/a\0b.bin");
+}
+
+#[test]
+fn dbx_commit_path_with_del_and_astral_is_escaped() {
+    dbx_path_round_trip(Kind::Seq, "/hostile/\u{7f}😀.bin");
+}
+
+/// A session id from the server with CR/LF (dbx §2) is escaped the same way.
+#[test]
+fn dbx_session_id_with_crlf_from_the_server() {
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |_| {},
+        |_, route, _| match route {
+            Dbx::Start => Some(resp(200, r#"{"session_id":"sid\r\nX-Evil: 1\u0000"}"#, &[])),
+            Dbx::Append | Dbx::Finish => Some(route_error(r#"{".tag":"not_found"}"#)),
+            _ => None,
+        },
+    );
+    assert!(
+        matches!(err_of(&r), UploadError::TooManyRestarts { .. }),
+        "{:?}",
+        err_of(&r)
+    );
+    let sent = w.sent.borrow();
+    let append = sent
+        .iter()
+        .find(|s| s.uri.ends_with("/append_v2"))
+        .expect("an append");
+    let v: serde_json::Value =
+        serde_json::from_str(append.headers["dropbox-api-arg"].to_str().unwrap()).unwrap();
+    assert_eq!(v["cursor"]["session_id"], "sid\r\nX-Evil: 1\0");
+}
+
+/// dbx §1.2: team headers refuse control characters.
+#[test]
+fn dbx_select_user_with_crlf() {
+    let mut c = DropboxConfig::default();
+    c.select_user = Some("dbmid:a\r\nX: y".into());
+    let r = DropboxUpload::builder(CommitInfo::new("/a").unwrap(), 1)
+        .config(c)
+        .build();
+    assert!(matches!(r, Err(BuildError::InvalidId { .. })), "{r:?}");
+}
+
+#[test]
+fn dbx_path_root_with_crlf() {
+    let mut c = DropboxConfig::default();
+    c.path_root = Some(PathRoot::NamespaceId("12\r\n".into()));
+    let r = DropboxUpload::builder(CommitInfo::new("/a").unwrap(), 1)
+        .config(c)
+        .build();
+    assert!(matches!(r, Err(BuildError::InvalidId { .. })), "{r:?}");
+}
+
+#[test]
+fn dbx_content_base_with_crlf() {
+    let c = DropboxConfig::with_hosts(
+        "https://content.dropboxapi.com/2/\r\nX: y",
+        "https://api.dropboxapi.com/2/",
+    );
+    let r = DropboxUpload::builder(CommitInfo::new("/a").unwrap(), 1)
+        .config(c)
+        .build();
+    assert!(matches!(r, Err(BuildError::InvalidBaseUrl { .. })), "{r:?}");
+}
+
+/// Relative and malformed paths never reach the wire (dbx §5, §12 rule 19).
+#[test]
+fn dbx_relative_path() {
+    assert!(matches!(
+        CommitInfo::new("a\r\nb"),
+        Err(BuildError::InvalidPath { .. })
+    ));
+    assert!(matches!(
+        CommitInfo::new("/a/\0/"),
+        Err(BuildError::InvalidPath { .. })
+    ));
+}
+
+// ============================================================ Dropbox: options
+
+fn dbx_build(
+    f: impl FnOnce(upload_session::dropbox::Builder) -> upload_session::dropbox::Builder,
+) -> Result<DropboxUpload, BuildError> {
+    f(DropboxUpload::builder(
+        CommitInfo::new("/a").unwrap(),
+        100 * MIB,
+    ))
+    .build()
+}
+
+/// dbx §0: chunk sizes.
+#[test]
+fn dbx_chunk_zero() {
+    assert_eq!(
+        dbx_build(|b| b.chunk_size(0)).unwrap_err(),
+        BuildError::ChunkSizeZero
+    );
+}
+
+#[test]
+fn dbx_chunk_above_150_mib() {
+    assert_eq!(
+        dbx_build(|b| b.chunk_size(150 * MIB + 1)).unwrap_err(),
+        BuildError::ChunkSizeTooLarge {
+            size: 150 * MIB + 1,
+            max: 150 * MIB
+        }
+    );
+}
+
+#[test]
+fn dbx_chunk_u64_max() {
+    assert!(matches!(
+        dbx_build(|b| b.chunk_size(u64::MAX)),
+        Err(BuildError::ChunkSizeTooLarge { .. })
+    ));
+}
+
+#[test]
+fn dbx_concurrent_chunk_not_4_mib_aligned() {
+    assert_eq!(
+        dbx_build(|b| b.session_type(SessionType::Concurrent).chunk_size(5 * MIB)).unwrap_err(),
+        BuildError::ChunkSizeNotMultiple {
+            size: 5 * MIB,
+            multiple: 4 * MIB,
+            nearest_below: 4 * MIB
+        }
+    );
+}
+
+#[test]
+fn dbx_concurrent_chunk_above_150_mib() {
+    assert_eq!(
+        dbx_build(|b| b
+            .session_type(SessionType::Concurrent)
+            .chunk_size(152 * MIB))
+        .unwrap_err(),
+        BuildError::ChunkSizeTooLarge {
+            size: 152 * MIB,
+            max: 150 * MIB
+        }
+    );
+}
+
+#[test]
+fn dbx_parallelism_zero() {
+    assert!(matches!(
+        dbx_build(|b| b
+            .session_type(SessionType::Concurrent)
+            .chunk_size(4 * MIB)
+            .parallelism(0)),
+        Err(BuildError::InvalidOption {
+            option: "parallelism",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn dbx_parallelism_huge() {
+    assert!(matches!(
+        dbx_build(|b| b
+            .session_type(SessionType::Concurrent)
+            .chunk_size(4 * MIB)
+            .parallelism(u32::MAX)),
+        Err(BuildError::InvalidOption {
+            option: "parallelism",
+            ..
+        })
+    ));
+}
+
+/// dbx §0: 2^41 − 2^22 bytes per session.
+#[test]
+fn dbx_file_above_the_service_limit() {
+    let r = DropboxUpload::builder(CommitInfo::new("/a").unwrap(), 2_199_019_061_249).build();
+    assert_eq!(
+        r.unwrap_err(),
+        BuildError::FileTooLarge {
+            size: 2_199_019_061_249,
+            max: 2_199_019_061_248
+        }
+    );
+}
+
+#[test]
+fn dbx_file_size_u64_max() {
+    let r = DropboxUpload::builder_for_batch(u64::MAX).build();
+    assert!(
+        matches!(r, Err(BuildError::FileTooLarge { size: u64::MAX, .. })),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn dbx_request_timeout_zero() {
+    let mut c = DropboxConfig::default();
+    c.request_timeout = Duration::ZERO;
+    assert!(matches!(
+        dbx_build(|b| b.config(c)),
+        Err(BuildError::InvalidOption {
+            option: "request_timeout",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn dbx_max_response_body_zero() {
+    let mut c = DropboxConfig::default();
+    c.max_response_body = 0;
+    assert!(matches!(
+        dbx_build(|b| b.config(c)),
+        Err(BuildError::InvalidOption {
+            option: "max_response_body",
+            ..
+        })
+    ));
+}
+
+/// Zero retry attempts: the first failure ends the upload.
+#[test]
+fn dbx_retry_attempts_zero() {
+    let w = world();
+    let (r, events) = dbx_run(
+        &w,
+        Kind::Conc,
+        |c| c.retry.max_attempts = 0,
+        |_, route, _| (route == Dbx::Append).then(|| resp(503, "", &[])),
+    );
+    assert!(
+        matches!(err_of(&r), UploadError::TooManyRetries { attempts: 0, .. }),
+        "{:?}",
+        err_of(&r)
+    );
+    assert!(delays(&events).is_empty());
+}
+
+/// Zero restarts: the first lost session ends the upload.
+#[test]
+fn dbx_max_restarts_zero() {
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |c| c.max_restarts = 0,
+        |_, route, _| (route == Dbx::Append).then(|| route_error(r#"{".tag":"not_found"}"#)),
+    );
+    assert!(
+        matches!(err_of(&r), UploadError::TooManyRestarts { restarts: 0, .. }),
+        "{:?}",
+        err_of(&r)
+    );
+}
+
+/// An expiry margin longer than the session lifetime: every session is "expiring";
+/// the restart budget ends it.
+#[test]
+fn dbx_expiry_margin_above_the_lifetime() {
+    let w = world();
+    let (r, _) = dbx_run(
+        &w,
+        Kind::Seq,
+        |c| c.expiry_margin = Duration::from_secs(TEN_YEARS),
+        |_, _, _| None,
+    );
+    assert!(
+        matches!(err_of(&r), UploadError::TooManyRestarts { .. }),
+        "{:?}",
+        err_of(&r)
+    );
+}
+
+// ============================================================ Dropbox: batch commits
+
+/// Closes `n` sessions honestly (1-byte files) and returns the batch entries.
+fn closed_sessions(w: &World, n: usize) -> Vec<BatchEntry> {
+    (0..n)
+        .map(|i| {
+            let data = Bytes::from(vec![i as u8; 3]);
+            let mut m = DropboxUpload::builder_for_batch(3)
+                .config(dbx_config(w))
+                .access_token(AccessToken::new(DEFAULT_TOKEN).unwrap())
+                .build()
+                .unwrap();
+            let (r, _) = run(w, &mut m, &data, |w, wall, req| {
+                Delivery::Response(honest(w, wall, req))
+            });
+            let session = match r.result {
+                Some(Ok(c)) => c.closed_session().unwrap().clone(),
+                other => panic!("{other:?}"),
+            };
+            BatchEntry {
+                session,
+                commit: CommitInfo::new(format!("/hostile/batch-{i}.bin")).unwrap(),
+            }
+        })
+        .collect()
+}
+
+type BatchReport = DriveReport<upload_session::dropbox::BatchOutcome>;
+
+fn batch_run(
+    w: &World,
+    entries: Vec<BatchEntry>,
+    f: impl FnOnce(&mut DropboxConfig),
+    mut hostile: impl FnMut(&World, Dbx, &http::Request<Bytes>) -> Option<http::Response<Bytes>>,
+) -> BatchReport {
+    let mut cfg = dbx_config(w);
+    f(&mut cfg);
+    let mut m = BatchCommit::builder(entries)
+        .config(cfg)
+        .access_token(AccessToken::new(DEFAULT_TOKEN).unwrap())
+        .build()
+        .unwrap();
+    let (r, _) = run(w, &mut m, &Bytes::new(), |w, wall, req| {
+        let route = dbx_route(&req);
+        Delivery::Response(match hostile(w, route, &req) {
+            Some(r) => r,
+            None => honest(w, wall, req),
+        })
+    });
+    r
+}
+
+/// dbx §6.3: a truncated batch result, once (applied): the entries are confirmed by
+/// sending again (`not_found` after a doubt → lookup) and all commit.
+#[test]
+fn dbx_batch_body_truncated_once() {
+    let w = world();
+    let entries = closed_sessions(&w, 3);
+    let mut once = true;
+    let r = batch_run(
+        &w,
+        entries,
+        |_| {},
+        |w, route, req| {
+            (route == Dbx::Batch && std::mem::take(&mut once))
+                .then(|| applied(w, req, resp(200, r#"{"entries":[{".tag":"succ"#, &[])))
+        },
+    );
+    match &r.result {
+        Some(Ok(o)) => assert!(o.all_committed(), "{o:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// dbx §6.3: garbage forever (never applied): bounded, every entry ends in an error.
+#[test]
+fn dbx_batch_body_garbage_forever() {
+    let w = world();
+    let entries = closed_sessions(&w, 2);
+    let r = batch_run(
+        &w,
+        entries,
+        |_| {},
+        |_, route, _| (route == Dbx::Batch).then(|| resp(200, "{\"entries\":{}}", &[])),
+    );
+    match &r.result {
+        Some(Ok(o)) => assert!(o.entries.iter().all(Result::is_err), "{o:?}"),
+        Some(Err(e)) => assert!(matches!(e, UploadError::TooManyRetries { .. }), "{e:?}"),
+        None => unreachable!(),
+    }
+}
+
+/// dbx §6.3: a result with a different number of entries than requested.
+#[test]
+fn dbx_batch_entry_count_mismatch() {
+    let w = world();
+    let entries = closed_sessions(&w, 2);
+    let r = batch_run(
+        &w,
+        entries,
+        |_| {},
+        |_, route, _| (route == Dbx::Batch).then(|| resp(200, r#"{"entries":[]}"#, &[])),
+    );
+    match &r.result {
+        Some(Ok(o)) => assert!(o.entries.iter().all(Result::is_err), "{o:?}"),
+        Some(Err(e)) => assert!(matches!(e, UploadError::TooManyRetries { .. }), "{e:?}"),
+        None => unreachable!(),
+    }
+}
+
+/// An entry failure with `incorrect_offset` of u64::MAX: that entry's typed error.
+#[test]
+fn dbx_batch_entry_correct_offset_u64_max() {
+    let w = world();
+    let entries = closed_sessions(&w, 1);
+    let r = batch_run(
+        &w,
+        entries,
+        |_| {},
+        |_, route, _| {
+            (route == Dbx::Batch).then(|| {
+            resp(200, format!(
+                r#"{{"entries":[{{".tag":"failure","failure":{{".tag":"lookup_failed","lookup_failed":{{".tag":"incorrect_offset","correct_offset":{}}}}}}}]}}"#,
+                u64::MAX
+            ), &[])
+        })
+        },
+    );
+    match &r.result {
+        Some(Ok(o)) => assert!(
+            matches!(
+                &o.entries[0],
+                Err(UploadError::OffsetMismatch {
+                    server: Some(u64::MAX),
+                    sent: 3
+                })
+            ),
+            "{o:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An entry "success" whose metadata is of another size: an integrity error, never
+/// success.
+#[test]
+fn dbx_batch_entry_success_with_wrong_size() {
+    let w = world();
+    let entries = closed_sessions(&w, 1);
+    let r = batch_run(
+        &w,
+        entries,
+        |_| {},
+        |_, route, _| {
+            (route == Dbx::Batch).then(|| {
+            resp(200, r#"{"entries":[{".tag":"success","name":"b","id":"id:1","rev":"0123456789","size":4}]}"#, &[])
+        })
+        },
+    );
+    match &r.result {
+        Some(Ok(o)) => assert!(
+            matches!(
+                &o.entries[0],
+                Err(UploadError::SizeMismatch {
+                    expected: 3,
+                    actual: Some(4)
+                })
+            ),
+            "{o:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A 429 with ten years on the batch call: clamped.
+#[test]
+fn dbx_batch_retry_after_ten_years() {
+    let w = world();
+    let entries = closed_sessions(&w, 1);
+    let r = batch_run(&w, entries, long_budget, |_, route, _| {
+        (route == Dbx::Batch).then(|| resp(429, "", &[("retry-after", "315360000")]))
+    });
+    match &r.result {
+        Some(Ok(o)) => match &o.entries[0] {
+            Err(UploadError::TooManyRetries { last, .. }) => assert_eq!(
+                **last,
+                UploadError::Throttled {
+                    status: 429,
+                    retry_after: Some(Duration::from_secs(3600))
+                }
+            ),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert!(r.elapsed <= Duration::from_secs(3 * 3600));
+}
+
+/// dbx §6.3: group sizes.
+#[test]
+fn dbx_batch_group_size_zero() {
+    assert!(matches!(
+        BatchCommit::builder(vec![]).group_size(0).build(),
+        Err(BuildError::InvalidOption {
+            option: "group_size",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn dbx_batch_group_size_1001() {
+    assert!(matches!(
+        BatchCommit::builder(vec![]).group_size(1001).build(),
+        Err(BuildError::InvalidOption {
+            option: "group_size",
+            ..
+        })
+    ));
+}
+
+/// More than 1000 entries go in groups of at most 1000 (dbx §12 rule 63), one call at
+/// a time; a server that fails every call ends the batch within the budget.
+#[test]
+fn dbx_batch_2500_entries_in_groups_of_1000() {
+    let w = world();
+    let entries: Vec<BatchEntry> = (0..2500)
+        .map(|i| BatchEntry {
+            session: ClosedSession {
+                session_id: format!("sid-{i}"),
+                size: 1,
+                content_hash: "0".repeat(64),
+            },
+            commit: CommitInfo::new(format!("/b/{i}")).unwrap(),
+        })
+        .collect();
+    let r = batch_run(
+        &w,
+        entries,
+        |_| {},
+        |_, route, req| {
+            (route == Dbx::Batch).then(|| {
+                let v: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+                assert!(v["entries"].as_array().unwrap().len() <= 1000);
+                resp(503, "", &[])
+            })
+        },
+    );
+    assert!(r.result.is_some());
+    assert_eq!(r.max_in_flight, 1);
+}
+
+/// An empty batch finishes at once with no entries.
+#[test]
+fn dbx_batch_empty() {
+    let w = world();
+    let r = batch_run(&w, vec![], |_| {}, |_, _, _| None);
+    match &r.result {
+        Some(Ok(o)) => assert!(o.entries.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.sent.borrow().is_empty());
+}
+
+/// Batch entries with a bad content hash or an empty session id are refused.
+#[test]
+fn dbx_batch_entry_bad_hash() {
+    let e = BatchEntry {
+        session: ClosedSession {
+            session_id: "s".into(),
+            size: 1,
+            content_hash: "zz".into(),
+        },
+        commit: CommitInfo::new("/a").unwrap(),
+    };
+    assert!(matches!(
+        BatchCommit::builder(vec![e]).build(),
+        Err(BuildError::InvalidOption {
+            option: "content_hash",
+            ..
+        })
+    ));
+}
+
+/// A batch commit path with CR/LF travels in the JSON body (escaped), never a header.
+#[test]
+fn dbx_batch_commit_path_with_crlf() {
+    let w = world();
+    let mut entries = closed_sessions(&w, 1);
+    entries[0].commit = CommitInfo::new("/hostile/x\r\ny\0.bin").unwrap();
+    let _ = batch_run(&w, entries, |_| {}, |_, _, _| None);
+    let sent = w.sent.borrow();
+    let batch = sent
+        .iter()
+        .find(|s| s.uri.ends_with("/finish_batch_v2"))
+        .unwrap();
+    assert!(batch.body.iter().all(|&b| (0x20..0x7f).contains(&b)));
+    let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+    assert_eq!(v["entries"][0]["commit"]["path"], "/hostile/x\r\ny\0.bin");
+}
