@@ -1668,8 +1668,10 @@ fn od_max_restarts_zero() {
 /// A zero request timeout can never work (every bodyless request would be due at once).
 #[test]
 fn od_request_timeout_zero() {
-    let mut c = OneDriveConfig::default();
-    c.request_timeout = Duration::ZERO;
+    let c = OneDriveConfig {
+        request_timeout: Duration::ZERO,
+        ..OneDriveConfig::default()
+    };
     let r = OneDriveUpload::builder(Target::path("/a"), 10)
         .fragment_size(UNIT)
         .config(c)
@@ -1689,8 +1691,10 @@ fn od_request_timeout_zero() {
 /// A zero response cap would make every answer malformed.
 #[test]
 fn od_max_response_body_zero() {
-    let mut c = OneDriveConfig::default();
-    c.max_response_body = 0;
+    let c = OneDriveConfig {
+        max_response_body: 0,
+        ..OneDriveConfig::default()
+    };
     let r = OneDriveUpload::builder(Target::path("/a"), 10)
         .fragment_size(UNIT)
         .config(c)
@@ -2616,8 +2620,10 @@ fn dbx_session_id_with_crlf_from_the_server() {
 /// dbx §1.2: team headers refuse control characters.
 #[test]
 fn dbx_select_user_with_crlf() {
-    let mut c = DropboxConfig::default();
-    c.select_user = Some("dbmid:a\r\nX: y".into());
+    let c = DropboxConfig {
+        select_user: Some("dbmid:a\r\nX: y".into()),
+        ..DropboxConfig::default()
+    };
     let r = DropboxUpload::builder(CommitInfo::new("/a").unwrap(), 1)
         .config(c)
         .build();
@@ -2626,8 +2632,10 @@ fn dbx_select_user_with_crlf() {
 
 #[test]
 fn dbx_path_root_with_crlf() {
-    let mut c = DropboxConfig::default();
-    c.path_root = Some(PathRoot::NamespaceId("12\r\n".into()));
+    let c = DropboxConfig {
+        path_root: Some(PathRoot::NamespaceId("12\r\n".into())),
+        ..DropboxConfig::default()
+    };
     let r = DropboxUpload::builder(CommitInfo::new("/a").unwrap(), 1)
         .config(c)
         .build();
@@ -2777,8 +2785,10 @@ fn dbx_file_size_u64_max() {
 
 #[test]
 fn dbx_request_timeout_zero() {
-    let mut c = DropboxConfig::default();
-    c.request_timeout = Duration::ZERO;
+    let c = DropboxConfig {
+        request_timeout: Duration::ZERO,
+        ..DropboxConfig::default()
+    };
     assert!(matches!(
         dbx_build(|b| b.config(c)),
         Err(BuildError::InvalidOption {
@@ -2790,8 +2800,10 @@ fn dbx_request_timeout_zero() {
 
 #[test]
 fn dbx_max_response_body_zero() {
-    let mut c = DropboxConfig::default();
-    c.max_response_body = 0;
+    let c = DropboxConfig {
+        max_response_body: 0,
+        ..DropboxConfig::default()
+    };
     assert!(matches!(
         dbx_build(|b| b.config(c)),
         Err(BuildError::InvalidOption {
