@@ -230,6 +230,16 @@ pub enum UploadError {
         /// The server's text (truncated).
         message: String,
     },
+    /// The server handed out an upload URL the machine refuses to send file bytes to
+    /// (a OneDrive `uploadUrl` that is not `https`, nor plain `http` to a loopback host
+    /// or to the configured plain-`http` Graph host, or that carries user info; see
+    /// the crate docs, "Hostile input"). Retrying cannot help. The URL is not shown: it
+    /// embeds a bearer-equivalent token (onedrive.md §1.4).
+    #[error("untrusted upload URL: {reason}")]
+    UntrustedUploadUrl {
+        /// Which rule the URL broke.
+        reason: &'static str,
+    },
     /// The upload was cancelled by the caller.
     #[error("cancelled (server session deleted: {session_deleted})")]
     Cancelled {
@@ -282,6 +292,7 @@ impl UploadError {
             | UploadError::TooManyRetries { .. }
             | UploadError::TooManyRestarts { .. }
             | UploadError::Internal { .. }
+            | UploadError::UntrustedUploadUrl { .. }
             | UploadError::Cancelled { .. } => RetryClass::Fatal,
         }
     }

@@ -130,6 +130,62 @@
 //! - Server input never panics the machine; bad input gives a typed error or a resync.
 //! - `Debug` never prints tokens, `uploadUrl`s or payloads.
 
+//!
+//! ## Hostile input
+//! What a remote server, a proxy or an attacker can send, and what a caller can
+//! configure, ends in a typed error or one of the documented clamps below, never a
+//! panic, a hang or an unbounded allocation. Each line is proven by a named test in
+//! `core/tests/hostile_inputs.rs` (issue 7); the blocking adapter's transport cases are
+//! in `adapter-blocking/tests/hostile_transport.rs`.
+//! - **Malformed or truncated JSON** (every response kind): never trusted. A garbled
+//!   create, `start`, status, item or metadata answer is [`UploadError::MalformedResponse`],
+//!   retried within the budget (a OneDrive 202 or a Dropbox finish in doubt is followed
+//!   by a status query / a lookup); a garbled error body keeps its status with empty
+//!   codes. A Dropbox append's `null` result is not parsed. Bodies over
+//!   `max_response_body` (1 MiB by default, must be positive) are not parsed; JSON
+//!   nesting is bounded by serde_json's recursion limit and tag chains by a fixed depth.
+//! - **Announced `Content-Length`** (10 GiB on a small body): the core never reads a
+//!   response's `Content-Length`; it sees only the body the adapter hands over, which
+//!   adapters read with a cap (`TransportFailure::ResponseTooLarge` beyond it).
+//! - **Wrong JSON types** (numbers as strings, floats, `null`, arrays for objects, huge
+//!   numbers): a value of the wrong type is an absent value. Absent required fields are
+//!   malformed; a size of the wrong type is no size ([`UploadError::SizeMismatch`] with
+//!   `actual: None`); a hash of the wrong type is unreported (not verified, never a
+//!   match). Duplicated keys: the last one wins (serde_json) and is checked like any
+//!   other value.
+//! - **Negative or overflowing offsets** (`"-5-"`, `"18446744073709551616-"`,
+//!   `correct_offset: -1` or `2^64`): malformed, retried. `u64::MAX` and any offset at
+//!   or beyond the file size or beyond every byte sent: [`UploadError::ServerContradiction`].
+//! - **Offsets going backwards** (behind what the server confirmed): OneDrive resends
+//!   from there within the retry budget, which resets only on progress; Dropbox abandons
+//!   the session (restart, within `max_restarts`). Many ranges: only the first is used.
+//! - **`Retry-After`** (ten years, `u64::MAX` s, an HTTP-date in year 9999): clamped to
+//!   [`RetryPolicy::max_retry_after`] (1 h by default) and never above
+//!   [`retry::MAX_WAIT`] (24 h) whatever the policy says; a wait that would end beyond
+//!   `max_elapsed` gives up at once with [`UploadError::TooManyRetries`]. A date in the
+//!   past means now (Dropbox: never below `min_throttle_wait`, 1 s); garbage, negative or
+//!   duplicated values are no hint (the exponential schedule applies). Dropbox's body
+//!   `retry_after` is treated the same, and the reported wait is the clamped one.
+//! - **CR/LF and NUL in paths and names**: OneDrive paths, names and ids with control
+//!   characters, and `If-Match` values outside visible ASCII, are a [`BuildError`];
+//!   a description travels in the JSON body. Dropbox paths may hold them (the spec's
+//!   `WritePathOrId` allows them): `Dropbox-API-Arg` escapes every byte outside
+//!   printable ASCII, so no header ever carries a raw control byte. Tokens, team
+//!   headers and base URLs with control characters are refused.
+//! - **An `uploadUrl` that is not https and not loopback**: a OneDrive `uploadUrl`
+//!   must be `https`, or plain `http` to a loopback host or to the configured
+//!   plain-`http` Graph host and port, and must carry no user info; otherwise
+//!   [`UploadError::UntrustedUploadUrl`] (fatal, nothing sent there). A relative or
+//!   unparseable URL is malformed (the create is retried). The same policy applies to
+//!   the URL of a resumed checkpoint ([`ResumeError::Inconsistent`]). `Authorization`
+//!   never goes to an `uploadUrl`, whatever its host.
+//! - **Options out of range**: fragment/chunk sizes (zero, unaligned, above 60 MiB /
+//!   150 MiB / 148 MiB concurrent), parallelism outside `1..=64`, files above the
+//!   service limit, batch groups outside `1..=1000`, a zero `request_timeout` or
+//!   `max_response_body`: a [`BuildError`]. A zero retry or restart budget is valid and
+//!   means "give up at the first failure"; an expiry margin longer than a session ends
+//!   in [`UploadError::TooManyRestarts`].
+
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

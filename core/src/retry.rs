@@ -51,13 +51,21 @@ impl Default for RetryPolicy {
     }
 }
 
+/// No single wait is longer than this, whatever the policy or the server says: 24 hours
+/// (hostile input, issue 7). A `Retry-After` of ten years, of `u64::MAX` seconds or an
+/// HTTP-date in year 9999, and a policy whose `max_retry_after` or `max_delay` is
+/// `Duration::MAX`, all wait at most this long (OneDrive for Business upload URLs die
+/// 24 h after creation anyway, onedrive.md §4.2); the retry budget still applies on top.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// Returns the delay before attempt number `attempt` (1-based).
 ///
 /// With a server `hint`, the hint (clamped to `max_retry_after`) is the delay. Otherwise
 /// the delay is "equal jitter" over an exponential schedule: with
 /// `base = min(initial_delay × 2^(attempt-1), max_delay)`, the result lies in
 /// `[base/2, base]`, chosen by `jitter` (any `u64`; 0 gives `base/2`, `u64::MAX` gives
-/// `base`). Pure: the same inputs always give the same delay.
+/// `base`). Every result is at most [`MAX_WAIT`]. Pure: the same inputs always give the
+/// same delay.
 pub fn backoff_delay(
     policy: &RetryPolicy,
     attempt: u32,
@@ -65,7 +73,7 @@ pub fn backoff_delay(
     jitter: u64,
 ) -> Duration {
     if let Some(h) = hint {
-        return h.min(policy.max_retry_after);
+        return h.min(policy.max_retry_after).min(MAX_WAIT);
     }
     let exp = attempt.saturating_sub(1).min(40);
     let base = policy
@@ -73,7 +81,8 @@ pub fn backoff_delay(
         .checked_mul(1u32 << exp.min(31))
         .and_then(|d| if exp > 31 { None } else { Some(d) })
         .unwrap_or(policy.max_delay)
-        .min(policy.max_delay);
+        .min(policy.max_delay)
+        .min(MAX_WAIT);
     let nanos = base.as_nanos().min(u128::from(u64::MAX)) as u64;
     let half = nanos / 2;
     let span = nanos - half; // the random part, in [0, span]
@@ -239,6 +248,14 @@ mod tests {
             backoff_delay(&p, 1, Some(Duration::from_secs(u64::MAX)), 7),
             p.max_retry_after
         );
+        let open = RetryPolicy {
+            max_retry_after: Duration::MAX,
+            max_delay: Duration::MAX,
+            initial_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(backoff_delay(&open, 1, Some(Duration::MAX), 7), MAX_WAIT);
+        assert_eq!(backoff_delay(&open, 3, None, u64::MAX), MAX_WAIT);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub struct DropboxConfig {
     pub select_user: Option<String>,
     /// Retry and backoff.
     pub retry: RetryPolicy,
-    /// Base deadline of every request.
+    /// Base deadline of every request (must be positive).
     pub request_timeout: Duration,
     /// Assumed slowest throughput (bytes per second): a request with a body gets
     /// `body / min_throughput` seconds on top of `request_timeout`.
@@ -172,6 +172,12 @@ impl DropboxConfig {
             if u.is_empty() || HeaderValue::from_str(u).is_err() || !u.is_ascii() {
                 return Err(BuildError::InvalidId { value: u.clone() });
             }
+        }
+        if self.request_timeout.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "request_timeout",
+                reason: "must be positive",
+            });
         }
         if self.max_response_body == 0 {
             return Err(BuildError::InvalidOption {

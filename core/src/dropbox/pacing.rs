@@ -4,7 +4,7 @@
 use super::config::DropboxConfig;
 use super::wire::{self, ApiError};
 use crate::error::UploadError;
-use crate::retry::{BudgetExhausted, Jitter, RetryBudget, backoff_delay};
+use crate::retry::{BudgetExhausted, Jitter, MAX_WAIT, RetryBudget, backoff_delay};
 use crate::wallclock::RetryAfter;
 use http::HeaderMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -92,20 +92,24 @@ impl Pacer {
 
     /// The wait after a 429 or lock contention: the server's hint, never below
     /// `min_throttle_wait` (dropbox.md §11: never 0 s); without a hint, the backoff
-    /// schedule, floored the same way.
+    /// schedule, floored the same way. A hint is clamped like every wait (to
+    /// `RetryPolicy::max_retry_after` and [`MAX_WAIT`]), so the wait reported in
+    /// `UploadError::Throttled`/`WriteContention` is the one the machine makes (a
+    /// `Retry-After` or body `retry_after` of ten years, issue 7).
     pub(crate) fn throttle_wait(
         &mut self,
         cfg: &DropboxConfig,
         hint: Option<Duration>,
     ) -> Duration {
         let floor = cfg.min_throttle_wait;
-        match hint {
+        let wait = match hint {
             Some(h) => h.max(floor),
             None => {
                 let attempt = self.budget.attempts().saturating_add(1);
                 backoff_delay(&cfg.retry, attempt, None, self.jitter.next_u64()).max(floor)
             }
-        }
+        };
+        wait.min(cfg.retry.max_retry_after).min(MAX_WAIT)
     }
 }
 

@@ -432,7 +432,7 @@ pub struct OneDriveConfig {
     pub graph_base: String,
     /// Backoff and budget.
     pub retry: RetryPolicy,
-    /// Suggested deadline of a request without a body.
+    /// Suggested deadline of a request without a body (must be positive).
     pub request_timeout: Duration,
     /// Slowest acceptable upload speed (bytes/second): a fragment's deadline is
     /// `request_timeout + len / min_throughput`.
@@ -456,7 +456,8 @@ pub struct OneDriveConfig {
     pub max_orphan_waits: u32,
     /// Largest file accepted at build time.
     pub max_file_size: u64,
-    /// Response bodies larger than this are not parsed (treated as malformed).
+    /// Response bodies larger than this are not parsed (treated as malformed). Must be
+    /// positive.
     pub max_response_body: usize,
 }
 
@@ -498,6 +499,20 @@ impl OneDriveConfig {
         let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
         if !scheme_ok || uri.authority().is_none() || uri.query().is_some() {
             return Err(bad());
+        }
+        // Options that can never work (issue 7): a zero deadline times every request
+        // out at once; a zero cap makes every answer "too large".
+        if self.request_timeout.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "request_timeout",
+                reason: "must be positive",
+            });
+        }
+        if self.max_response_body == 0 {
+            return Err(BuildError::InvalidOption {
+                option: "max_response_body",
+                reason: "must be positive",
+            });
         }
         Ok(base.to_string())
     }

@@ -469,6 +469,16 @@ impl OneDriveUpload {
             .expose()
             .parse()
             .map_err(|_| ResumeError::Inconsistent("uploadUrl is not a URL"))?;
+        let base: Uri = config
+            .checked_base()?
+            .parse()
+            .map_err(|_| ResumeError::Inconsistent("the Graph base is not a URL"))?;
+        if url.scheme().is_none() || wire::check_upload_url(&url, &base).is_err() {
+            // A tampered checkpoint must not send file bytes elsewhere (issue 7).
+            return Err(ResumeError::Inconsistent(
+                "uploadUrl is not https, nor http to loopback or the Graph host",
+            ));
+        }
         let mut m = Self::assemble(
             config,
             checkpoint.options.clone(),
@@ -1314,9 +1324,7 @@ impl OneDriveUpload {
                 let parsed = wire::parse_session(body, cap).and_then(|s| {
                     let text = s.upload_url.clone().ok_or("no `uploadUrl`")?;
                     let url: Uri = text.parse().map_err(|_| "`uploadUrl` is not a URL")?;
-                    if !matches!(url.scheme_str(), Some("http") | Some("https"))
-                        || url.authority().is_none()
-                    {
+                    if url.scheme().is_none() || url.authority().is_none() {
                         return Err("`uploadUrl` is not absolute".to_string());
                     }
                     Ok((s, url, text))
@@ -1331,6 +1339,11 @@ impl OneDriveUpload {
                         return;
                     }
                 };
+                // Hostile input: the fragments (and nothing else) would go there.
+                if let Err(reason) = wire::check_upload_url(&url, &self.create_uri) {
+                    self.fail(UploadError::UntrustedUploadUrl { reason });
+                    return;
+                }
                 if let Some(r) = &s.ranges {
                     if r.first().map(|x| x.start) != Some(0) {
                         self.fail(UploadError::ServerContradiction {

@@ -242,6 +242,54 @@ pub(crate) fn error_codes(body: &[u8], cap: usize) -> ServiceCodes {
     ServiceCodes(codes)
 }
 
+/// True for `localhost` and loopback addresses (`127.0.0.0/8`, `::1`), as a URI host
+/// (IPv6 in brackets).
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// The `uploadUrl` policy (issue 7, onedrive.md §1.4 and §2.4): file bytes go only to
+/// - an `https` URL (any host: the service names its own upload hosts, the spec says the
+///   host is opaque and differs from Graph's), or
+/// - a plain `http` URL whose host is loopback (`localhost`, `127.0.0.0/8`, `::1`: an
+///   emulator on this machine), or equals the host and port of `graph_base` when that
+///   base is itself plain `http` (the caller chose to talk plain HTTP to that host);
+///
+/// and never to a URL with user info (`https://graph.microsoft.com@evil.example/`: the
+/// host is `evil.example`, and some clients turn user info into credentials). Real
+/// upload URLs never have any. `Err` names the rule broken; the URL is never echoed.
+/// The caller has already checked that the URL is absolute (scheme and authority).
+pub(crate) fn check_upload_url(url: &Uri, graph_base: &Uri) -> Result<(), &'static str> {
+    let authority = url.authority().ok_or("`uploadUrl` is not absolute")?;
+    if authority.as_str().contains('@') {
+        return Err("`uploadUrl` carries user info");
+    }
+    match url.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") => {
+            let host = authority.host();
+            let same_plain_base = graph_base.scheme_str() == Some("http")
+                && graph_base.authority().is_some_and(|b| {
+                    b.host().eq_ignore_ascii_case(host) && b.port_u16() == authority.port_u16()
+                });
+            if is_loopback_host(host) || same_plain_base {
+                Ok(())
+            } else {
+                Err(
+                    "`uploadUrl` is plain http to a host that is neither loopback nor the configured Graph host",
+                )
+            }
+        }
+        _ => Err("`uploadUrl` is neither https nor http"),
+    }
+}
+
 /// A single header as text, when present once and visible ASCII.
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut all = headers.get_all(name).iter();

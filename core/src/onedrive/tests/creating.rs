@@ -263,7 +263,6 @@ fn garbled_create_answers_are_retried_never_trusted() {
         br#"{"uploadUrl": 5}"#,
         br#"{"expirationDateTime":"2100-01-01T00:00:00Z"}"#,
         br#"{"uploadUrl":"/relative/path"}"#,
-        br#"{"uploadUrl":"ftp://x/y"}"#,
         br#"{"uploadUrl":"https://u/x","nextExpectedRanges":"0-"}"#,
     ] {
         let mut h = Scenario::onedrive(10).build();
