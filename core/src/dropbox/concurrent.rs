@@ -20,7 +20,7 @@
 //!
 //! Completion is tracked per chunk: the low-water mark (every chunk below it is done)
 //! plus the set of done chunks above it. Dispatch never runs more than
-//! [`LOOKAHEAD`] chunks ahead of the low-water mark, which bounds that set (and the
+//! 64 chunks (`LOOKAHEAD`) ahead of the low-water mark, which bounds that set (and the
 //! out-of-order block digests of the content hash) when an early chunk keeps failing.
 
 use super::{Op, OpKind};
