@@ -164,6 +164,15 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// [`Error::Cancelled`], naming the checkpoint file when one was written.
+async fn cancelled_error(checkpoint_file: Option<PathBuf>) -> Error {
+    let checkpoint = match checkpoint_file {
+        Some(p) if tokio::fs::try_exists(&p).await.unwrap_or(false) => Some(p),
+        _ => None,
+    };
+    Error::Cancelled { checkpoint }
+}
+
 /// What uploads share: the client, sending settings, cancel token, token provider.
 #[derive(Clone, Default)]
 pub(crate) struct Shared {
@@ -351,13 +360,6 @@ impl<M: UploadMachine> Upload<M> {
         &self.source
     }
 
-    async fn cancelled_error(&self) -> Error {
-        let checkpoint = match &self.checkpoint_file {
-            Some(p) if tokio::fs::try_exists(p).await.unwrap_or(false) => Some(p.clone()),
-            _ => None,
-        };
-        Error::Cancelled { checkpoint }
-    }
 
     /// Calls the progress callback and publishes on the watch channel.
     fn report(&mut self, started: Instant, acknowledged: u64, total: u64, accepted: u64) {
@@ -456,7 +458,7 @@ impl<M: UploadMachine> Upload<M> {
                 Output::Send(_) | Output::NeedData { .. } | Output::Wait(_)
             );
             if is_work && cancel.is_cancelled() {
-                return Err(self.cancelled_error().await);
+                return Err(cancelled_error(self.checkpoint_file.clone()).await);
             }
             match output {
                 Output::Send(req) => {
@@ -475,7 +477,7 @@ impl<M: UploadMachine> Upload<M> {
                 Output::NeedData { offset, len } => {
                     let read = tokio::select! {
                         r = self.source.read(offset, len) => r,
-                        _ = cancel.cancelled() => return Err(self.cancelled_error().await),
+                        _ = cancel.cancelled() => return Err(cancelled_error(self.checkpoint_file.clone()).await),
                     };
                     let data = match read {
                         Ok(d) => d,
@@ -501,7 +503,7 @@ impl<M: UploadMachine> Upload<M> {
                             };
                             let token = tokio::select! {
                                 t = provider() => t,
-                                _ = cancel.cancelled() => return Err(self.cancelled_error().await),
+                                _ = cancel.cancelled() => return Err(cancelled_error(self.checkpoint_file.clone()).await),
                             };
                             let token =
                                 token.map_err(|reason| Error::TokenUnavailable { reason })?;
@@ -542,7 +544,7 @@ impl<M: UploadMachine> Upload<M> {
                     };
                     tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => return Err(self.cancelled_error().await),
+                        _ = cancel.cancelled() => return Err(cancelled_error(self.checkpoint_file.clone()).await),
                         Some((id, body_len, sent)) = in_flight.next(), if !in_flight.is_empty() => {
                             match sent? {
                                 Sent::Response(response) => {

@@ -247,7 +247,9 @@ impl Source {
     ///
     /// # Errors
     /// [`Error::SourceChanged`], or [`Error::Source`] when the file cannot be examined.
-    pub async fn check_unchanged(&self) -> Result<(), Error> {
+    /// (It takes `&mut self` so that the future stays `Send` without requiring the
+    /// source to be `Sync`.)
+    pub async fn check_unchanged(&mut self) -> Result<(), Error> {
         let Kind::File { file, state, .. } = &self.kind else {
             return Ok(());
         };
@@ -450,7 +452,7 @@ mod tests {
             Err(Error::SourceChanged { .. })
         ));
         f.set_len(4096).unwrap();
-        let s = Source::open(tokio::fs::File::open(&path).await.unwrap())
+        let mut s = Source::open(tokio::fs::File::open(&path).await.unwrap())
             .await
             .unwrap();
         f.set_modified(SystemTime::now() + std::time::Duration::from_secs(5))
