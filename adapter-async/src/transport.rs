@@ -87,6 +87,7 @@ where
 ///
 /// # Examples
 /// ```
+/// use upload_session::http;
 /// use upload_session_async::{client_fn, full_body, HttpClient};
 /// let teapot = client_fn(|_req| {
 ///     Box::pin(async {
