@@ -12,6 +12,7 @@ use crate::error::Error;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fs::{self, File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,10 +126,19 @@ async fn blocking<T: Send + 'static>(
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # }
 /// ```
-pub async fn save<K: Serialize>(path: &Path, checkpoint: &K) -> Result<(), Error> {
-    let json = serde_json::to_vec(checkpoint).map_err(|e| file_error(path, e))?;
+///
+/// The checkpoint is serialised before this returns: the future borrows nothing.
+pub fn save<K: Serialize>(
+    path: &Path,
+    checkpoint: &K,
+) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+    let json = serde_json::to_vec(checkpoint).map_err(|e| file_error(path, e));
     let owned = path.to_path_buf();
-    blocking(path, move || write_atomic(&owned, &json)).await
+    async move {
+        let json = json?;
+        let target = owned.clone();
+        blocking(&owned, move || write_atomic(&target, &json)).await
+    }
 }
 
 /// Loads a checkpoint saved by [`save`] (or by the blocking adapter); `Ok(None)` when
