@@ -319,12 +319,16 @@ fn error_line(local: &Path, e: &str) -> serde_json::Value {
     serde_json::json!({"local_path": local.display().to_string(), "error": e})
 }
 
+/// What the server reported: the item's JSON, its size, whether its hash matched, and
+/// the hash (QuickXorHash or content hash).
+type Uploaded = (serde_json::Value, u64, bool, Option<String>);
+
 /// Prints each file's outcome; returns (complete and verified, interrupted).
 fn report(
     ep: &Endpoint,
     service: Service,
     jobs: &[Job],
-    outcomes: Vec<Result<(serde_json::Value, u64, bool, Option<String>), String>>,
+    outcomes: Vec<Result<Uploaded, String>>,
     interrupted: bool,
 ) -> (bool, bool) {
     let mut all_ok = true;
@@ -335,7 +339,9 @@ fn report(
                 return Err("the server reported no hash to verify the upload against".into());
             }
             if reported != size {
-                return Err(format!("size mismatch: {size} bytes sent, server says {reported}"));
+                return Err(format!(
+                    "size mismatch: {size} bytes sent, server says {reported}"
+                ));
             }
             if let Some(rec) = ep.stored(service, &job.dest) {
                 let same_hash = match service {

@@ -121,8 +121,8 @@ use transport::{Sent, Settings};
 use upload_session::dropbox::{DropboxConfig, DropboxUpload};
 use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
 use upload_session::{
-    AccessToken, BuildError, Event, Output, RequestId, RequestKind, ResumeError,
-    SourceFingerprint, UploadMachine,
+    AccessToken, BuildError, Event, Output, RequestId, RequestKind, ResumeError, SourceFingerprint,
+    UploadMachine,
 };
 
 /// Progress of an upload, reported whenever the server acknowledges bytes.
@@ -359,7 +359,6 @@ impl<M: UploadMachine> Upload<M> {
     pub fn source(&self) -> &Source {
         &self.source
     }
-
 
     /// Calls the progress callback and publishes on the watch channel.
     fn report(&mut self, started: Instant, acknowledged: u64, total: u64, accepted: u64) {

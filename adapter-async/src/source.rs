@@ -438,7 +438,10 @@ mod tests {
         let stamp = s.fingerprint().modified;
         assert!(stamp.starts_with("mtime:"), "{stamp}");
         #[cfg(unix)]
-        assert!(stamp.contains(";dev:") && stamp.contains(";ino:"), "{stamp}");
+        assert!(
+            stamp.contains(";dev:") && stamp.contains(";ino:"),
+            "{stamp}"
+        );
         s.check_unchanged().await.unwrap();
         assert_eq!(&s.read(96, 4000).await.unwrap()[..], &pattern(4096)[96..]);
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();

@@ -336,7 +336,10 @@ pub(crate) fn classify(e: &(dyn StdError + 'static)) -> Result<TransportFailure,
 
 /// Reads `body` completely, refusing more than `max` bytes (a declared length above it
 /// is refused at once; the declared length is never used to allocate).
-async fn read_capped(mut body: ResponseBody, max: u64) -> Result<Result<Bytes, TransportFailure>, Error> {
+async fn read_capped(
+    mut body: ResponseBody,
+    max: u64,
+) -> Result<Result<Bytes, TransportFailure>, Error> {
     use http_body_util::BodyExt as _;
     if hyper::body::Body::size_hint(&body).lower() > max {
         return Ok(Err(TransportFailure::ResponseTooLarge));
@@ -408,7 +411,14 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "[::1]", "::1"] {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "::1",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["", "example.com", "10.0.0.1", "[::2]", "localhost.evil"] {
@@ -475,7 +485,8 @@ mod tests {
         assert_eq!(read_capped(body, 100).await.unwrap().unwrap().len(), 100);
         // A stream that declares nothing and goes on too long.
         let frames = futures_util::stream::iter(
-            (0..10).map(|_| Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from(vec![0u8; 64])))),
+            (0..10)
+                .map(|_| Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from(vec![0u8; 64])))),
         );
         let body = http_body_util::StreamBody::new(frames).boxed();
         assert_eq!(

@@ -75,7 +75,10 @@ fn check(out: &Output, files: &[(String, Vec<u8>)], dir: &Path) {
             .unwrap_or_else(|| panic!("no line for {local}"));
         assert_eq!(line["size"], bytes.len() as u64, "{name}");
         assert!(line.get("error").is_none());
-        assert!(stderr.contains(&sha256_hex(bytes)), "{name} checked in the emulator");
+        assert!(
+            stderr.contains(&sha256_hex(bytes)),
+            "{name} checked in the emulator"
+        );
     }
 }
 
@@ -83,14 +86,30 @@ fn check(out: &Output, files: &[(String, Vec<u8>)], dir: &Path) {
 fn a_directory_goes_to_the_embedded_emulator_on_both_services() {
     let (dir, files) = small_dir();
     let out = run(
-        &["--recursive", "--concurrency", "3", "--chunk", "320KiB", "--dest", "/cli"],
+        &[
+            "--recursive",
+            "--concurrency",
+            "3",
+            "--chunk",
+            "320KiB",
+            "--dest",
+            "/cli",
+        ],
         &[&dir],
     );
     check(&out, &files, &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("progress:"));
 
     let out = run(
-        &["--to", "dropbox", "--recursive", "--concurrency", "3", "--dest", "/Cli"],
+        &[
+            "--to",
+            "dropbox",
+            "--recursive",
+            "--concurrency",
+            "3",
+            "--dest",
+            "/Cli",
+        ],
         &[&dir],
     );
     check(&out, &files, &dir);

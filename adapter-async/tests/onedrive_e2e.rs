@@ -102,7 +102,10 @@ async fn every_source_kind_uploads_the_exact_bytes() {
             "/kinds/seek.bin",
             Source::seekable(Cursor::new(bytes.clone())).await.unwrap(),
         ),
-        ("/kinds/read.bin", Source::reader(Cursor::new(bytes.clone()), n)),
+        (
+            "/kinds/read.bin",
+            Source::reader(Cursor::new(bytes.clone()), n),
+        ),
         (
             "/kinds/file.bin",
             Source::open(tokio::fs::File::open(&path).await.unwrap())
@@ -472,11 +475,8 @@ async fn dropping_the_future_mid_final_fragment_commits_nothing_then_resume_comp
     // Fragments of 52 × 320 KiB (~17 MiB): more than loopback socket buffers hold, so
     // the final body cannot be fully handed to the kernel while the server stalls.
     let units = 52;
-    let plan = FaultPlan::none().script(
-        Some(RouteKind::OneDrivePut),
-        2,
-        Fault::Stall { ms: 2_000 },
-    );
+    let plan =
+        FaultPlan::none().script(Some(RouteKind::OneDrivePut), 2, Fault::Stall { ms: 2_000 });
     let server = server(plan);
     let dir = temp_dir("od-drop");
     let bytes = data((2 * units * UNIT) as usize, 14);
@@ -580,7 +580,9 @@ async fn plain_http_to_a_remote_host_is_refused_before_anything_is_sent() {
     let bytes = data(1000, 15);
     let m = OneDriveUpload::builder(Target::path("/x.bin"), bytes.len() as u64)
         .fragment_size(UNIT)
-        .config(OneDriveConfig::with_base("http://graph.example.invalid/v1.0"))
+        .config(OneDriveConfig::with_base(
+            "http://graph.example.invalid/v1.0",
+        ))
         .access_token(token())
         .build()
         .unwrap();

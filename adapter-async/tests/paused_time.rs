@@ -45,7 +45,9 @@ fn onedrive(size: u64) -> OneDriveUpload {
 
 type Delays = Arc<Mutex<Vec<(UploadError, Duration)>>>;
 
-fn record(delays: &Delays) -> impl FnMut(&Event<upload_session::onedrive::Checkpoint>) + Send + 'static {
+fn record(
+    delays: &Delays,
+) -> impl FnMut(&Event<upload_session::onedrive::Checkpoint>) + Send + 'static {
     let d = delays.clone();
     move |e| {
         if let Event::RetryScheduled { cause, delay, .. } = e {
@@ -94,8 +96,13 @@ async fn a_429_with_retry_after_30_waits_30_virtual_seconds() {
         } if r == Duration::from_secs(30)
     ));
     let emu = emu.lock().unwrap();
-    let rec = emu.file(Service::OneDrive, "/paused/a.bin").expect("stored");
-    assert_eq!(rec.content.sha256.as_deref(), Some(sha256_hex(&bytes).as_str()));
+    let rec = emu
+        .file(Service::OneDrive, "/paused/a.bin")
+        .expect("stored");
+    assert_eq!(
+        rec.content.sha256.as_deref(),
+        Some(sha256_hex(&bytes).as_str())
+    );
     assert_eq!(emu.violations().total(), 0);
 }
 
@@ -128,7 +135,10 @@ async fn exponential_backoff_is_slept_on_tokios_clock() {
     // Growing delays (seeded jitter), each slept in full on tokio's clock.
     assert!(total >= Duration::from_secs(2), "{delays:?}");
     assert!(waited >= total, "virtual {waited:?} < planned {total:?}");
-    assert!(waited < total + Duration::from_secs(1), "virtual {waited:?}");
+    assert!(
+        waited < total + Duration::from_secs(1),
+        "virtual {waited:?}"
+    );
     assert!(real.elapsed() < Duration::from_secs(10));
     assert_eq!(emu.lock().unwrap().violations().total(), 0);
 }
@@ -150,12 +160,15 @@ async fn dropbox_retry_after_on_an_append_is_honoured_in_virtual_time() {
         format!("{BASE}/dropbox/api/2"),
     );
     cfg.retry = retry();
-    let m = DropboxUpload::builder(CommitInfo::new("/Paused/b.bin").unwrap(), bytes.len() as u64)
-        .chunk_size(1 << 20)
-        .config(cfg)
-        .access_token(token())
-        .build()
-        .unwrap();
+    let m = DropboxUpload::builder(
+        CommitInfo::new("/Paused/b.bin").unwrap(),
+        bytes.len() as u64,
+    )
+    .chunk_size(1 << 20)
+    .config(cfg)
+    .access_token(token())
+    .build()
+    .unwrap();
     let real = Instant::now();
     let virt = tokio::time::Instant::now();
     let done = Upload::new(m, Source::bytes(bytes.clone()))
@@ -164,11 +177,18 @@ async fn dropbox_retry_after_on_an_append_is_honoured_in_virtual_time() {
         .await
         .expect("completes");
     assert!(done.metadata().is_some());
-    assert!(virt.elapsed() >= Duration::from_secs(45), "{:?}", virt.elapsed());
+    assert!(
+        virt.elapsed() >= Duration::from_secs(45),
+        "{:?}",
+        virt.elapsed()
+    );
     assert!(real.elapsed() < Duration::from_secs(10));
     let emu = emu.lock().unwrap();
     let rec = emu.file(Service::Dropbox, "/Paused/b.bin").expect("stored");
-    assert_eq!(rec.content.sha256.as_deref(), Some(sha256_hex(&bytes).as_str()));
+    assert_eq!(
+        rec.content.sha256.as_deref(),
+        Some(sha256_hex(&bytes).as_str())
+    );
     assert_eq!(emu.violations().total(), 0);
 }
 
