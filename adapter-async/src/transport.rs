@@ -1,0 +1,497 @@
+//! Sending one [`OutgoingRequest`]: the [`HttpClient`] seam (a hyper 1 client by
+//! default), per-request deadlines, capped response bodies, and the mapping of what
+//! happens onto a response, a [`TransportFailure`] for the machine, or a fatal [`Error`].
+
+use crate::error::Error;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use upload_session::bytes::{Bytes, BytesMut};
+use upload_session::http;
+use upload_session::{OutgoingRequest, TransportFailure};
+
+/// A boxed error, as an [`HttpClient`] reports it.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The response body an [`HttpClient`] returns (read by the driver with a cap).
+pub type ResponseBody = BoxBody<Bytes, BoxError>;
+
+/// The future an [`HttpClient`] returns.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, BoxError>> + Send>>;
+
+/// Sends HTTP requests for the driver. The default is a hyper 1 client
+/// ([`https_client`]); implement this to inject another connector, a proxy, a test
+/// double, or an in-process server.
+///
+/// The driver hands over the request exactly as the core built it (method, URI,
+/// headers, body) and expects the response as the server sent it: 4xx/5xx are
+/// responses, redirects are not followed. It enforces its own deadline around the
+/// returned future (dropping it when the deadline passes) and reads the body with a cap.
+///
+/// Errors are classified by walking the error's `source()` chain (and `io::Error`
+/// payloads): a [`TransportFailure`] anywhere in it is taken as is; a `rustls::Error`
+/// about certificates or negotiation stops the upload ([`Error::Tls`]); `io::Error`
+/// kinds and hyper's own errors map onto the other failures; a hyper-util connect error
+/// is [`TransportFailure::Connect`].
+///
+/// A hyper-util legacy [`Client`] with a `Full<Bytes>` body is an `HttpClient` for any
+/// connector. For a closure, see [`client_fn`].
+pub trait HttpClient: Send + Sync + 'static {
+    /// Sends `request` and returns the response head and a body stream.
+    fn request(&self, request: http::Request<Bytes>) -> ResponseFuture;
+}
+
+impl<C> HttpClient for Client<C, Full<Bytes>>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn request(&self, request: http::Request<Bytes>) -> ResponseFuture {
+        let fut = Client::request(self, request.map(Full::new));
+        Box::pin(async move {
+            let response = fut.await.map_err(|e| Box::new(e) as BoxError)?;
+            Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+        })
+    }
+}
+
+/// An [`HttpClient`] made of a closure (see [`client_fn`]).
+pub struct FnClient<F>(F);
+
+impl<F> fmt::Debug for FnClient<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnClient")
+    }
+}
+
+impl<F> HttpClient for FnClient<F>
+where
+    F: Fn(http::Request<Bytes>) -> ResponseFuture + Send + Sync + 'static,
+{
+    fn request(&self, request: http::Request<Bytes>) -> ResponseFuture {
+        (self.0)(request)
+    }
+}
+
+/// Wraps a closure as an [`HttpClient`] (for test doubles and in-process servers).
+///
+/// # Examples
+/// ```
+/// use upload_session::http;
+/// use upload_session_async::{client_fn, full_body, HttpClient};
+/// let teapot = client_fn(|_req| {
+///     Box::pin(async {
+///         let mut r = http::Response::new(full_body("short and stout".into()));
+///         *r.status_mut() = http::StatusCode::IM_A_TEAPOT;
+///         Ok(r)
+///     })
+/// });
+/// let _: &dyn HttpClient = &teapot;
+/// ```
+pub fn client_fn<F>(f: F) -> FnClient<F>
+where
+    F: Fn(http::Request<Bytes>) -> ResponseFuture + Send + Sync + 'static,
+{
+    FnClient(f)
+}
+
+/// A complete in-memory response body (for [`HttpClient`] implementations).
+pub fn full_body(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// The driver's default client type: hyper-util's pooled client over rustls.
+pub type DefaultClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The rustls configuration used when none is given: the ring provider, rustls' safe
+/// default protocol versions, and the webpki (Mozilla) roots.
+///
+/// # Errors
+/// [`Error::Tls`] when rustls refuses the configuration.
+pub fn default_tls_config() -> Result<rustls::ClientConfig, Error> {
+    use hyper_rustls::ConfigBuilderExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_webpki_roots()
+        .with_no_client_auth())
+}
+
+fn tls_config_with(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A rustls configuration that trusts exactly the certificates in `pem` (for example
+/// the emulator's self-signed certificate, or a private CA).
+///
+/// # Errors
+/// [`Error::Tls`] when `pem` holds no certificate or one rustls refuses.
+pub fn tls_config_with_roots_pem(pem: &[u8]) -> Result<rustls::ClientConfig, Error> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Tls(format!("bad PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Tls(format!("unusable certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Tls("no certificate in the PEM".into()));
+    }
+    tls_config_with(roots)
+}
+
+/// Builds the default client: hyper-util's pooled HTTP/1.1 client over hyper-rustls
+/// (`https` and, subject to the driver's scheme check, `http`), with TCP_NODELAY, the
+/// given connect timeout (TCP connect; the TLS handshake counts against the request's
+/// deadline) and `tls` (default: [`default_tls_config`]). Share one client between
+/// uploads to share its connection pool.
+///
+/// # Errors
+/// [`Error::Tls`] when the default TLS configuration cannot be built.
+pub fn https_client(
+    tls: Option<rustls::ClientConfig>,
+    connect_timeout: Option<Duration>,
+) -> Result<DefaultClient, Error> {
+    let tls = match tls {
+        Some(t) => t,
+        None => default_tls_config()?,
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(connect_timeout);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector))
+}
+
+/// How requests are sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub allow_insecure_http: bool,
+    pub connect_timeout: Option<Duration>,
+    /// Upper bound on one request; also used when the machine suggests no deadline.
+    pub request_timeout: Duration,
+    pub max_response_body: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allow_insecure_http: false,
+            connect_timeout: Some(Duration::from_secs(30)),
+            request_timeout: Duration::from_secs(15 * 60),
+            max_response_body: 1 << 20,
+        }
+    }
+}
+
+/// The outcome of one send.
+pub(crate) enum Sent {
+    /// A response (any status).
+    Response(http::Response<Bytes>),
+    /// A transport failure to report to the machine.
+    Failure(TransportFailure),
+}
+
+/// True for `localhost` and loopback addresses (`127.0.0.0/8`, `::1`).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Refuses schemes other than https, and http to non-loopback hosts unless allowed.
+pub(crate) fn check_scheme(uri: &http::Uri, allow_insecure: bool) -> Result<(), Error> {
+    let host = uri.host().unwrap_or("").to_string();
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if allow_insecure || is_loopback(&host) => Ok(()),
+        Some("http") => Err(Error::InsecureUrl { host }),
+        _ => Err(Error::Request(
+            "only http and https URLs can be sent".into(),
+        )),
+    }
+}
+
+/// Maps an I/O error kind onto a transport failure (`None`: says nothing).
+fn io_failure(e: &io::Error) -> Option<TransportFailure> {
+    use io::ErrorKind as K;
+    Some(match e.kind() {
+        K::ConnectionRefused
+        | K::NotConnected
+        | K::AddrNotAvailable
+        | K::AddrInUse
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown => TransportFailure::Connect,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => TransportFailure::Reset,
+        K::UnexpectedEof => TransportFailure::Closed,
+        K::TimedOut | K::WouldBlock => TransportFailure::TimedOut,
+        _ => return None,
+    })
+}
+
+/// A TLS failure: certificate and negotiation failures (and alerts, the peer's explicit
+/// refusal) cannot be fixed by retrying and stop the upload; anything else is a
+/// transport failure the machine may retry.
+fn classify_tls(e: &rustls::Error) -> Result<TransportFailure, Error> {
+    use rustls::Error as R;
+    match e {
+        R::InvalidCertificate(_)
+        | R::NoCertificatesPresented
+        | R::UnsupportedNameType
+        | R::PeerIncompatible(_)
+        | R::InvalidCertRevocationList(_)
+        | R::AlertReceived(_) => Err(Error::Tls(e.to_string())),
+        _ => Ok(TransportFailure::Other),
+    }
+}
+
+/// Every error in `e`'s chain, `io::Error` payloads included (an `io::Error`'s
+/// `source()` skips its payload).
+fn flatten<'a>(e: &'a (dyn StdError + 'static), out: &mut Vec<&'a (dyn StdError + 'static)>) {
+    if out.len() >= 32 {
+        return;
+    }
+    out.push(e);
+    if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+        flatten(inner, out);
+        return;
+    }
+    if let Some(s) = e.source() {
+        flatten(s, out);
+    }
+}
+
+/// Maps a client error: `Ok` is a failure to report to the machine, `Err` stops the
+/// upload.
+pub(crate) fn classify(e: &(dyn StdError + 'static)) -> Result<TransportFailure, Error> {
+    let mut chain = Vec::new();
+    flatten(e, &mut chain);
+    if let Some(f) = chain
+        .iter()
+        .find_map(|e| e.downcast_ref::<TransportFailure>())
+    {
+        return Ok(*f);
+    }
+    if let Some(t) = chain.iter().find_map(|e| e.downcast_ref::<rustls::Error>()) {
+        return classify_tls(t);
+    }
+    let connect = chain.iter().any(|e| {
+        e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+    });
+    if connect {
+        return Ok(TransportFailure::Connect);
+    }
+    if let Some(f) = chain
+        .iter()
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .find_map(io_failure)
+    {
+        return Ok(f);
+    }
+    if let Some(h) = chain.iter().find_map(|e| e.downcast_ref::<hyper::Error>()) {
+        if h.is_timeout() {
+            return Ok(TransportFailure::TimedOut);
+        }
+        if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+            return Ok(TransportFailure::Closed);
+        }
+        if h.is_body_write_aborted() {
+            return Ok(TransportFailure::Reset);
+        }
+    }
+    Ok(TransportFailure::Other)
+}
+
+/// Reads `body` completely, refusing more than `max` bytes (a declared length above it
+/// is refused at once; the declared length is never used to allocate).
+async fn read_capped(
+    mut body: ResponseBody,
+    max: u64,
+) -> Result<Result<Bytes, TransportFailure>, Error> {
+    use http_body_util::BodyExt as _;
+    if hyper::body::Body::size_hint(&body).lower() > max {
+        return Ok(Err(TransportFailure::ResponseTooLarge));
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return classify(e.as_ref()).map(Err),
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > max {
+                return Ok(Err(TransportFailure::ResponseTooLarge));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Ok(buf.freeze()))
+}
+
+/// Sends `req` with `client` and reads the whole (capped) response, giving up at the
+/// machine's deadline or after `request_timeout`, whichever is sooner (on tokio's
+/// clock).
+pub(crate) async fn send(
+    client: Arc<dyn HttpClient>,
+    req: OutgoingRequest,
+    settings: Arc<Settings>,
+) -> Result<Sent, Error> {
+    let (_, mut request, deadline) = req.into_parts();
+    check_scheme(request.uri(), settings.allow_insecure_http)?;
+    let now = tokio::time::Instant::now();
+    let mut limit = now + settings.request_timeout;
+    if let Some(d) = deadline {
+        limit = limit.min(tokio::time::Instant::from_std(d));
+    }
+    if limit <= now {
+        return Ok(Sent::Failure(TransportFailure::TimedOut));
+    }
+    if !request.headers().contains_key(http::header::USER_AGENT) {
+        request.headers_mut().insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!(
+                "upload-session-async/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        );
+    }
+    let max = settings.max_response_body;
+    let exchange = async move {
+        let response = match client.request(request).await {
+            Ok(r) => r,
+            Err(e) => return classify(e.as_ref()).map(Sent::Failure),
+        };
+        let (parts, body) = response.into_parts();
+        Ok(match read_capped(body, max).await? {
+            Ok(bytes) => Sent::Response(http::Response::from_parts(parts, bytes)),
+            Err(f) => Sent::Failure(f),
+        })
+    };
+    match tokio::time::timeout_at(limit, exchange).await {
+        Ok(r) => r,
+        Err(_) => Ok(Sent::Failure(TransportFailure::TimedOut)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["", "example.com", "10.0.0.1", "[::2]", "localhost.evil"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_or_consent() {
+        let u = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert!(check_scheme(&u("https://graph.microsoft.com/v1.0"), false).is_ok());
+        assert!(check_scheme(&u("http://127.0.0.1:8080/x"), false).is_ok());
+        assert!(matches!(
+            check_scheme(&u("http://graph.microsoft.com/v1.0"), false),
+            Err(Error::InsecureUrl { host }) if host == "graph.microsoft.com"
+        ));
+        assert!(check_scheme(&u("http://graph.microsoft.com/v1.0"), true).is_ok());
+        assert!(matches!(
+            check_scheme(&u("ftp://example.com/x"), true),
+            Err(Error::Request(_))
+        ));
+    }
+
+    #[test]
+    fn errors_are_classified_through_their_chains() {
+        let io = |k| io::Error::from(k);
+        assert_eq!(
+            classify(&io(io::ErrorKind::ConnectionRefused)).unwrap(),
+            TransportFailure::Connect
+        );
+        assert_eq!(
+            classify(&io(io::ErrorKind::ConnectionReset)).unwrap(),
+            TransportFailure::Reset
+        );
+        assert_eq!(
+            classify(&io(io::ErrorKind::UnexpectedEof)).unwrap(),
+            TransportFailure::Closed
+        );
+        assert_eq!(
+            classify(&io(io::ErrorKind::Other)).unwrap(),
+            TransportFailure::Other
+        );
+        // Nested in io::Error payloads, as hyper-rustls reports handshake failures.
+        let tls = io::Error::other(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert!(matches!(classify(&tls), Err(Error::Tls(_))));
+        let soft = io::Error::other(rustls::Error::DecryptError);
+        assert_eq!(classify(&soft).unwrap(), TransportFailure::Other);
+        // An explicit failure from a custom client wins.
+        let custom = io::Error::other(TransportFailure::TimedOut);
+        assert_eq!(classify(&custom).unwrap(), TransportFailure::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn bodies_are_capped_whatever_they_declare() {
+        let body = full_body(Bytes::from(vec![b'x'; 100]));
+        assert_eq!(
+            read_capped(body, 99).await.unwrap().unwrap_err(),
+            TransportFailure::ResponseTooLarge
+        );
+        let body = full_body(Bytes::from(vec![b'x'; 100]));
+        assert_eq!(read_capped(body, 100).await.unwrap().unwrap().len(), 100);
+        // A stream that declares nothing and goes on too long.
+        let frames = futures_util::stream::iter(
+            (0..10)
+                .map(|_| Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from(vec![0u8; 64])))),
+        );
+        let body = http_body_util::StreamBody::new(frames).boxed();
+        assert_eq!(
+            read_capped(body, 500).await.unwrap().unwrap_err(),
+            TransportFailure::ResponseTooLarge
+        );
+    }
+}
