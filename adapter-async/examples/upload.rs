@@ -1,7 +1,7 @@
 //! Uploads files to OneDrive or Dropbox, resumably and concurrently.
 //!
 //! ```text
-//! cargo run --release -p upload-session-async --example upload -- FILE [FILE…|DIR…] [--concurrency N]
+//! cargo run --release -p upload-session-async --example upload-async -- FILE [FILE…|DIR…] [--concurrency N]
 //! ```
 //!
 //! The same flags as the blocking adapter's example, plus `--concurrency N` (files
@@ -65,7 +65,7 @@ enum Conflict {
 /// With no token (no --token, ONEDRIVE_TOKEN or DROPBOX_TOKEN) the uploads go to an
 /// emulator started in-process on 127.0.0.1.
 #[derive(Debug, Parser)]
-#[command(name = "upload")]
+#[command(name = "upload-async")]
 struct Args {
     /// Files or directories to upload.
     #[arg(required = true)]

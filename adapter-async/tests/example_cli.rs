@@ -1,8 +1,8 @@
-//! The `upload` example, run as a child process against its embedded emulator on a
+//! The `upload-async` example (examples/upload.rs), run as a child process against its embedded emulator on a
 //! small directory (both services, Dropbox by batch commit), and its argument checks.
 //!
 //! The example binary is the one `cargo test` builds next to this test
-//! (`target/<profile>/examples/upload`).
+//! (`target/<profile>/examples/upload-async`).
 
 mod common;
 
@@ -15,7 +15,7 @@ fn example() -> PathBuf {
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir
         .join("examples")
-        .join(format!("upload{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("upload-async{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
         "{} is missing: run `cargo test -p upload-session-async` (it builds the examples)",
