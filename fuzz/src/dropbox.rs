@@ -49,6 +49,15 @@ const PATH: &str = "/fz/file é.bin";
 /// Dropbox response parsing: the parsers on any body and headers, then arbitrary
 /// responses at one phase of an upload (start, append, finish, get_metadata).
 pub fn dropbox_response(data: &[u8]) {
+    if let Some(lit) = shapes::Literal::parse(data) {
+        for cap in [16, 1 << 20] {
+            check_parsed(lit.response.body(), lit.response.headers(), cap, lit.n);
+        }
+        if lit.phase != "batch" {
+            let _ = run(&mut Unstructured::new(&[]), &Mode::Literal(lit));
+        }
+        return;
+    }
     let mut u = Unstructured::new(data);
     let ctx = Ctx {
         size: 10_000_000,
@@ -80,13 +89,13 @@ pub fn dropbox_response(data: &[u8]) {
     check_parsed(resp.body(), resp.headers(), cap, expected);
     let first = u.int_in_range(0u8..=10).unwrap_or(0);
     let count = u.int_in_range(1u8..=4).unwrap_or(1);
-    let _ = run(&mut u, Mode::Response { first, count });
+    let _ = run(&mut u, &Mode::Response { first, count });
 }
 
 /// The Dropbox machines (sequential and concurrent) under arbitrary server behaviour.
 pub fn dropbox_machine(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let _ = run(&mut u, Mode::Machine);
+    let _ = run(&mut u, &Mode::Machine);
 }
 
 fn check_parsed(body: &[u8], headers: &HeaderMap, cap: usize, expected: usize) {
@@ -138,10 +147,25 @@ fn route_of(req: &http::Request<Bytes>) -> Route {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 enum Mode {
     Machine,
-    Response { first: u8, count: u8 },
+    Response {
+        first: u8,
+        count: u8,
+    },
+    /// A seed: this response answers the first request of its phase.
+    Literal(shapes::Literal),
+}
+
+fn phase_of(route: Route) -> &'static str {
+    match route {
+        Route::Start => "start",
+        Route::Append => "append",
+        Route::Finish => "finish",
+        Route::Lookup => "lookup",
+        Route::Other => "other",
+    }
 }
 
 #[derive(Arbitrary, Clone, Copy, Debug)]
@@ -197,10 +221,11 @@ struct Run {
     last_honest: bool,
     session: String,
     refused_token: bool,
+    literal_used: bool,
 }
 
-fn run(u: &mut Unstructured<'_>, mode: Mode) -> R<()> {
-    let concurrent = u.ratio(1u8, 4)?;
+fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
+    let concurrent = u.ratio(1u8, 4)? && !matches!(mode, Mode::Literal(_));
     let (chunk, size) = if concurrent {
         let chunk = BLOCK * u.int_in_range(1u64..=2)?;
         let size = match u.int_in_range(0u8..=7)? {
@@ -224,6 +249,11 @@ fn run(u: &mut Unstructured<'_>, mode: Mode) -> R<()> {
             _ => u.int_in_range(1u64..=(chunk * 5).min(300_000))?,
         };
         (chunk, size)
+    };
+    // Seeds: a sequential upload of three chunks (start, appends, finish).
+    let (chunk, size) = match mode {
+        Mode::Literal(_) => (1000, 2500),
+        _ => (chunk, size),
     };
     let parallelism = u.int_in_range(1u32..=4)?;
     let last_in_finish = u.ratio(1u8, 2)?;
@@ -289,6 +319,7 @@ fn run(u: &mut Unstructured<'_>, mode: Mode) -> R<()> {
         last_honest: false,
         session: "pid_upload_session:none".into(),
         refused_token: false,
+        literal_used: false,
     };
 
     let mut steps = 0u64;
@@ -433,7 +464,7 @@ impl Run {
         self.hash.clone().unwrap_or_default()
     }
 
-    fn send(&mut self, u: &mut Unstructured<'_>, mode: Mode, req: OutgoingRequest) {
+    fn send(&mut self, u: &mut Unstructured<'_>, mode: &Mode, req: OutgoingRequest) {
         let r = req.request();
         assert!(
             r.headers().contains_key(http::header::AUTHORIZATION),
@@ -524,13 +555,18 @@ impl Run {
             Mode::Machine if !u.is_empty() => Act::arbitrary(u).unwrap_or(Act::Honest),
             Mode::Machine => Act::Honest,
             Mode::Response { first, count } => {
-                let i = u32::from(first);
-                if index >= i && index < i + u32::from(count) {
+                let i = u32::from(*first);
+                if index >= i && index < i + u32::from(*count) {
                     Act::Garbled
                 } else {
                     Act::Honest
                 }
             }
+            Mode::Literal(l) if !self.literal_used && l.phase == phase_of(route) => {
+                self.literal_used = true;
+                Act::Garbled
+            }
+            Mode::Literal(_) => Act::Honest,
         };
         let range = match req.kind() {
             RequestKind::UploadData { range } => Some((range.start(), range.end())),
@@ -602,7 +638,11 @@ impl Run {
                     session: self.session.clone(),
                     ..Ctx::default()
                 };
-                (Delivery::Response(garbled(u, route, &ctx)), false)
+                let resp = match mode {
+                    Mode::Literal(l) => l.response(),
+                    _ => garbled(u, route, &ctx),
+                };
+                (Delivery::Response(resp), false)
             }
         };
         self.flights.push(Flight {

@@ -52,6 +52,13 @@ const PATH: &str = "/fz/file.bin";
 /// OneDrive response parsing: the parsers on any body and headers, then arbitrary
 /// responses at one phase of an upload (create, fragment, status, commit, metadata, …).
 pub fn onedrive_response(data: &[u8]) {
+    if let Some(lit) = shapes::Literal::parse(data) {
+        for cap in [16, 1 << 20] {
+            check_parsed(lit.response.body(), lit.response.headers(), cap);
+        }
+        let _ = run(&mut Unstructured::new(&[]), &Mode::Literal(lit));
+        return;
+    }
     let mut u = Unstructured::new(data);
     // 1. The parsers directly.
     let ctx = Ctx {
@@ -86,13 +93,13 @@ pub fn onedrive_response(data: &[u8]) {
     // 2. The machine, garbled answers from request `first` for `count` requests.
     let first = u.int_in_range(0u8..=12).unwrap_or(0);
     let count = u.int_in_range(1u8..=4).unwrap_or(1);
-    let _ = run(&mut u, Mode::Response { first, count });
+    let _ = run(&mut u, &Mode::Response { first, count });
 }
 
 /// The OneDrive machine under arbitrary server behaviour (see the module docs).
 pub fn onedrive_machine(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let _ = run(&mut u, Mode::Machine);
+    let _ = run(&mut u, &Mode::Machine);
 }
 
 fn check_parsed(body: &[u8], headers: &HeaderMap, cap: usize) {
@@ -110,10 +117,27 @@ fn check_parsed(body: &[u8], headers: &HeaderMap, cap: usize) {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 enum Mode {
     Machine,
-    Response { first: u8, count: u8 },
+    Response {
+        first: u8,
+        count: u8,
+    },
+    /// A seed: this response answers the first request of its phase.
+    Literal(shapes::Literal),
+}
+
+fn phase_of(kind: RequestKind) -> &'static str {
+    match kind {
+        RequestKind::CreateSession => "create",
+        RequestKind::UploadData { .. } => "fragment",
+        RequestKind::QueryStatus => "status",
+        RequestKind::Commit => "commit",
+        RequestKind::Metadata => "metadata",
+        RequestKind::Cancel => "cancel",
+        _ => "other",
+    }
 }
 
 /// What the "network" does with one request.
@@ -181,6 +205,7 @@ struct Run {
     last_honest: bool,
     upload_url: String,
     refused_token: bool,
+    literal_used: bool,
 }
 
 fn machine_config(u: &mut Unstructured<'_>, base: &str) -> OneDriveConfig {
@@ -209,7 +234,7 @@ fn machine_config(u: &mut Unstructured<'_>, base: &str) -> OneDriveConfig {
     cfg
 }
 
-fn run(u: &mut Unstructured<'_>, mode: Mode) -> R<()> {
+fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
     // The upload.
     let size = match u.int_in_range(0u8..=7)? {
         0 => 0,
@@ -220,10 +245,18 @@ fn run(u: &mut Unstructured<'_>, mode: Mode) -> R<()> {
         _ => u.int_in_range(UNIT + 1..=3 * UNIT)?,
     };
     let fragment = UNIT * u.int_in_range(1u64..=2)?;
-    let defer = pick(
-        u,
-        &[DeferCommit::Off, DeferCommit::Auto, DeferCommit::Manual],
-    );
+    let (size, literal_commit) = match mode {
+        Mode::Literal(l) => (3 * UNIT + 100, l.phase == "commit"),
+        _ => (size, false),
+    };
+    let defer = if literal_commit {
+        DeferCommit::Auto
+    } else {
+        pick(
+            u,
+            &[DeferCommit::Off, DeferCommit::Auto, DeferCommit::Manual],
+        )
+    };
     let mut config = Config::default();
     config.digests.dropbox_content = false;
     config.onedrive.flavor = pick(u, &[OneDriveFlavor::Business, OneDriveFlavor::Personal]);
@@ -271,6 +304,7 @@ fn run(u: &mut Unstructured<'_>, mode: Mode) -> R<()> {
         last_honest: false,
         upload_url: format!("{base}/onedrive/up/none?tempauth=x"),
         refused_token: false,
+        literal_used: false,
     };
 
     let mut steps = 0u64;
@@ -408,7 +442,7 @@ impl Run {
         }
     }
 
-    fn send(&mut self, u: &mut Unstructured<'_>, mode: Mode, req: OutgoingRequest) {
+    fn send(&mut self, u: &mut Unstructured<'_>, mode: &Mode, req: OutgoingRequest) {
         self.check(&req);
         let in_flight = self.flights.iter().filter(|f| !f.stale).count();
         assert_eq!(
@@ -436,13 +470,18 @@ impl Run {
             Mode::Machine if !u.is_empty() => Act::arbitrary(u).unwrap_or(Act::Honest),
             Mode::Machine => Act::Honest,
             Mode::Response { first, count } => {
-                let i = u32::from(first);
-                if index >= i && index < i + u32::from(count) {
+                let i = u32::from(*first);
+                if index >= i && index < i + u32::from(*count) {
                     Act::Garbled
                 } else {
                     Act::Honest
                 }
             }
+            Mode::Literal(l) if !self.literal_used && l.phase == phase_of(kind) => {
+                self.literal_used = true;
+                Act::Garbled
+            }
+            Mode::Literal(_) => Act::Honest,
         };
         if shapes::trace() {
             let arg = req
@@ -491,8 +530,11 @@ impl Run {
             Act::NotSent => (Delivery::Failure(TransportFailure::Connect), true),
             Act::Garbled => {
                 self.clean = false;
-                let ctx = self.ctx(range);
-                (Delivery::Response(garbled(u, kind, &ctx)), false)
+                let resp = match mode {
+                    Mode::Literal(l) => l.response(),
+                    _ => garbled(u, kind, &self.ctx(range)),
+                };
+                (Delivery::Response(resp), false)
             }
         };
         self.flights.push_back(Flight {

@@ -313,3 +313,82 @@ pub fn trace() -> bool {
     static T: OnceLock<bool> = OnceLock::new();
     *T.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some())
 }
+
+/// A literal response in an input (the seed format of the response targets):
+///
+/// ```text
+/// @PHASE STATUS [N]
+/// Header-Name: value
+/// …
+///
+/// BODY
+/// ```
+///
+/// `PHASE` names the request it answers (`create`, `fragment`, `status`, `commit`,
+/// `metadata` for OneDrive; `start`, `append`, `finish`, `lookup`, `batch` for Dropbox);
+/// `N` is the number of batch entries asked for.
+#[derive(Debug)]
+pub struct Literal {
+    /// The phase.
+    pub phase: String,
+    /// The response.
+    pub response: Response<Bytes>,
+    /// `N`.
+    pub n: usize,
+}
+
+impl Literal {
+    /// Parses `data` when it starts with `@`.
+    pub fn parse(data: &[u8]) -> Option<Literal> {
+        let rest = data.strip_prefix(b"@")?;
+        let nl = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let first = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        let mut words = first.split_whitespace();
+        let phase = words.next().unwrap_or("").to_string();
+        let status = words
+            .next()
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        let n = words
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1usize)
+            .min(16);
+        let mut pos = (nl + 1).min(rest.len());
+        let mut headers = Vec::new();
+        loop {
+            let line_end = rest[pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| pos + i);
+            let line = &rest[pos..line_end];
+            pos = (line_end + 1).min(rest.len());
+            if line.is_empty() || line_end >= rest.len() {
+                break;
+            }
+            if let Some(colon) = line.iter().position(|&b| b == b':') {
+                let name = &line[..colon];
+                let value = line[colon + 1..].trim_ascii();
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
+                    headers.push((n, v));
+                }
+            }
+        }
+        let body = Bytes::copy_from_slice(&rest[pos..]);
+        let mut response = response(status, body);
+        for (n, v) in headers {
+            response.headers_mut().append(n, v);
+        }
+        Some(Literal { phase, response, n })
+    }
+
+    /// A copy of the response.
+    pub fn response(&self) -> Response<Bytes> {
+        let mut r = response(self.response.status(), self.response.body().clone());
+        *r.headers_mut() = self.response.headers().clone();
+        r
+    }
+}
