@@ -67,6 +67,9 @@ pub fn onedrive_parse(
     }
 }
 
+/// One `finish_batch_v2` entry: `Ok(size)` for a success, `Err(tags)` for a failure.
+pub type BatchEntry = Result<u64, Vec<String>>;
+
 /// What the Dropbox parsers made of one body.
 #[derive(Debug, Default)]
 pub struct DropboxParsed {
@@ -76,7 +79,7 @@ pub struct DropboxParsed {
     pub metadata: Option<Result<(u64, Option<String>), String>>,
     /// `parse_batch_result` for `expected` entries: per entry, `Ok(size)` for a success
     /// or `Err(tags)` for a failure.
-    pub batch: Option<Result<Vec<Result<u64, Vec<String>>>, String>>,
+    pub batch: Option<Result<Vec<BatchEntry>, String>>,
     /// `ApiError::parse`: the tag chain.
     pub tags: Vec<String>,
     /// `ApiError::parse`: `correct_offset`.

@@ -18,8 +18,10 @@ use upload_session_emulator::{Begin, Config, DEFAULT_TOKEN, Emulator, FaultPlan,
 /// by later requests so the sessions get deep. Nothing may panic.
 pub fn emulator_request(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let mut config = Config::default();
-    config.keep_bytes = u.ratio(1u8, 4).unwrap_or(false);
+    let mut config = Config {
+        keep_bytes: u.ratio(1u8, 4).unwrap_or(false),
+        ..Config::default()
+    };
     config.accept_any_token = u.ratio(1u8, 8).unwrap_or(false);
     config.max_json_body = if u.ratio(1u8, 8).unwrap_or(false) {
         64

@@ -38,8 +38,11 @@ pub use onedrive::{onedrive_machine, onedrive_response};
 
 use std::path::{Path, PathBuf};
 
+/// A target: its name and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("onedrive_response", onedrive_response),
     ("dropbox_response", dropbox_response),
     ("onedrive_machine", onedrive_machine),

@@ -885,7 +885,7 @@ fn garbled(u: &mut Unstructured<'_>, kind: RequestKind, ctx: &Ctx) -> Response<B
         {
             item(u, ctx)
         }
-        (200 | 201 | 202, 0..=5) => session(u, ctx),
+        (200..=202, 0..=5) => session(u, ctx),
         (202, _) => {
             json!({ "nextExpectedRanges": ranges(u, ctx), "expirationDateTime": rfc3339(u) })
         }

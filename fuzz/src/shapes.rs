@@ -294,7 +294,7 @@ pub fn odd_body(u: &mut Unstructured<'_>) -> Bytes {
         1 => Bytes::from(<Vec<u8>>::arbitrary(u).unwrap_or_default()),
         2 => Bytes::from(any_json(u, 3).to_string()),
         3 => Bytes::from_static(b"{\"nextExpectedRanges\": [\"0-\""),
-        4 => Bytes::from(format!("{}", "[".repeat(200))),
+        4 => Bytes::from("[".repeat(200)),
         5 => Bytes::from_static(b"{\"size\": 1e400, \"id\": \"x\"}"),
         _ => Bytes::from_static(b"<html><body>Bad Gateway</body></html>"),
     }

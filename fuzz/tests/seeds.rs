@@ -24,7 +24,7 @@ fn onedrive_seeds() -> Vec<(&'static str, String)> {
         ("create-507", format!("@create 507\n{json}\n\n{{\"error\":{{\"code\":\"quotaLimitReached\",\"message\":\"Insufficient Space Available\"}}}}")),
         ("create-429-retry-after", format!("@create 429\nRetry-After: 41\n{json}\n\n{{\"error\":{{\"code\":\"activityLimitReached\",\"innerError\":{{\"code\":\"throttledRequest\"}}}}}}")),
         ("create-429-ten-years", format!("@create 429\nRetry-After: 315360000\n{json}\n\n{{\"error\":{{\"code\":\"activityLimitReached\"}}}}")),
-        ("create-503-date-past", format!("@create 503\nRetry-After: Sun, 06 Nov 1994 08:49:37 GMT\n\n")),
+        ("create-503-date-past", "@create 503\nRetry-After: Sun, 06 Nov 1994 08:49:37 GMT\n\n".to_string()),
         ("fragment-202", format!("@fragment 202\n{json}\n\n{{\"expirationDateTime\": \"2015-01-29T09:21:55.523Z\", \"nextExpectedRanges\": [\"327680-\"]}}")),
         ("fragment-202-closed", format!("@fragment 202\n{json}\n\n{{\"expirationDateTime\": \"2100-01-01T00:00:00Z\", \"nextExpectedRanges\": [\"327680-1048675\"]}}")),
         ("fragment-202-several", format!("@fragment 202\n{json}\n\n{{\"nextExpectedRanges\": [\"12345-55232\", \"77829-99375\"]}}")),
@@ -149,7 +149,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         v.push(("onedrive_machine", format!("seed-{n}"), b.clone()));
         v.push(("dropbox_machine", format!("seed-{n}"), b));
     }
-    v.into_iter().map(|(t, n, b)| (t, n, b)).collect()
+    v
 }
 
 #[test]
