@@ -22,6 +22,9 @@ pub fn emulator_request(data: &[u8]) {
         keep_bytes: u.ratio(1u8, 4).unwrap_or(false),
         ..Config::default()
     };
+    config.digests.sha256 = u.ratio(1u8, 4).unwrap_or(false);
+    config.digests.quick_xor = u.ratio(1u8, 2).unwrap_or(false);
+    config.digests.dropbox_content = u.ratio(1u8, 2).unwrap_or(false);
     config.accept_any_token = u.ratio(1u8, 8).unwrap_or(false);
     config.max_json_body = if u.ratio(1u8, 8).unwrap_or(false) {
         64
@@ -398,7 +401,7 @@ impl State {
             2 => Bytes::from(shapes::any_json(u, 3).to_string()),
             3 => {
                 // A pattern body of a chosen length (up to 700 KB: fragments, chunks).
-                let n = match u.int_in_range(0u8..=3).unwrap_or(0) {
+                let n = match u.int_in_range(0u8..=15).unwrap_or(0) {
                     0 => 327_680,
                     1 => 655_360,
                     _ => u.int_in_range(0usize..=10_000).unwrap_or(0),
