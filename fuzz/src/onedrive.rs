@@ -208,6 +208,8 @@ struct Run {
     upload_url: String,
     refused_token: bool,
     literal_used: bool,
+    /// Answers delivered since the last checkpoint.
+    answers_since_cp: u32,
 }
 
 fn machine_config(u: &mut Unstructured<'_>, base: &str) -> OneDriveConfig {
@@ -309,6 +311,7 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
         upload_url: format!("{base}/onedrive/up/none?tempauth=x"),
         refused_token: false,
         literal_used: false,
+        answers_since_cp: 0,
     };
 
     let mut steps = 0u64;
@@ -353,11 +356,14 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
                 burst = 0;
             }
             Output::Event(e) => {
-                if shapes::trace() && !matches!(e, Event::Checkpoint(_) | Event::Progress { .. }) {
+                if shapes::trace() && !matches!(e, Event::Progress { .. }) {
                     eprintln!("    event {e:?}");
                 }
                 match e {
-                    Event::Checkpoint(cp) => r.last_cp = Some(cp),
+                    Event::Checkpoint(cp) => {
+                        r.last_cp = Some(cp);
+                        r.answers_since_cp = 0;
+                    }
                     Event::TokenNeeded => {
                         if u.ratio(1u8, 16).unwrap_or(false) {
                             r.refused_token = true;
@@ -648,6 +654,10 @@ impl Run {
             }
         };
         self.last_honest = f.honest;
+        self.answers_since_cp += 1;
+        if shapes::trace() {
+            eprintln!("    phase {:?}", m.phase());
+        }
         outcome.expect("the machine refused the outcome of its own request");
     }
 
@@ -679,7 +689,9 @@ impl Run {
         cfg: &OneDriveConfig,
     ) -> Option<OneDriveUpload> {
         let cp = self.last_cp.clone()?;
-        if self.flights.iter().any(|f| f.honest) {
+        // The new process forgets what the server told it since the checkpoint: the
+        // emulator cannot know that, so it may flag the (correct) re-query.
+        if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
             // An applied request whose answer died with the process.
             self.clean = false;
         }
