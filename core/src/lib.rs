@@ -202,6 +202,10 @@ pub mod retry;
 mod secret;
 pub mod wallclock;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub mod testing;

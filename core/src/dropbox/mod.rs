@@ -125,7 +125,7 @@ mod options;
 mod pacing;
 pub mod sequential;
 mod upload;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ mod config;
 mod item;
 pub mod limits;
 mod quickxor;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;
