@@ -94,11 +94,15 @@ fn read_at(file: &File, offset: u64, len: u64) -> Vec<u8> {
     buf
 }
 
+/// ureq's output buffer size for this child (`NAME@buf=KIB`; default ureq's 128 KiB).
+static OUTPUT_BUFFER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 fn plain_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+    let mut b = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(&n) = OUTPUT_BUFFER.get() {
+        b = b.output_buffer_size(n);
+    }
+    b.build().into()
 }
 
 fn onedrive_create(agent: &ureq::Agent, url: &str, path: &str) -> String {
@@ -149,9 +153,11 @@ fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: bool) 
         .access_token(AccessToken::new(TOKEN).expect("token"))
         .build()
         .expect("machine");
-    let done = Upload::new(machine, Source::file(source).expect("source"))
-        .run()
-        .expect("upload");
+    let mut upload = Upload::new(machine, Source::file(source).expect("source"));
+    if OUTPUT_BUFFER.get().is_some() {
+        upload = upload.agent(plain_agent());
+    }
+    let done = upload.run().expect("upload");
     assert_eq!(done.item.size, Some(size));
 }
 
@@ -241,9 +247,11 @@ fn ours_dropbox(url: &str, source: &Path, size: u64, path: &str) {
         .access_token(AccessToken::new(TOKEN).expect("token"))
         .build()
         .expect("machine");
-    let done = Upload::new(machine, Source::file(source).expect("source"))
-        .run()
-        .expect("upload");
+    let mut upload = Upload::new(machine, Source::file(source).expect("source"));
+    if OUTPUT_BUFFER.get().is_some() {
+        upload = upload.agent(plain_agent());
+    }
+    let done = upload.run().expect("upload");
     assert_eq!(done.metadata().map(|m| m.size), Some(size));
 }
 
@@ -377,6 +385,14 @@ fn dropbox_sdk(url: &str, file: &File, size: u64, path: &str, hash: bool) {
 fn child(name: &str, url: &str, source: &Path, path: &str) {
     let size = std::fs::metadata(source).expect("source").len();
     let file = File::open(source).expect("open source");
+    let name = match name.split_once("@buf=") {
+        Some((n, kib)) => {
+            let kib: usize = kib.parse().expect("@buf=KIB");
+            let _ = OUTPUT_BUFFER.set(kib * 1024);
+            n
+        }
+        None => name,
+    };
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     match name {
@@ -582,7 +598,7 @@ fn load() -> String {
         .join(" ")
 }
 
-fn report(group: &str, names: &[&str], samples: &[Vec<Sample>], size: u64) {
+fn report(group: &str, names: &[String], samples: &[Vec<Sample>], size: u64) {
     let mbps = |s: &Sample| size as f64 / s.wall / 1e6;
     let find = |suffix: &str| names.iter().position(|n| n.ends_with(suffix));
     let (reference, ours) = (find("/raw-ureq"), find("/ours"));
@@ -660,24 +676,28 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let exe = std::env::current_exe().expect("current exe");
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    let keep = |n: &&str| {
-        o.only
-            .as_ref()
-            .is_none_or(|only| only.iter().any(|x| x == n))
+    let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+    // `--only` lists the contenders to run, in order (any `NAME@buf=KIB` variant too).
+    let pick = |prefix: &str, all: &[&str]| -> Vec<String> {
+        match &o.only {
+            Some(only) => only
+                .iter()
+                .filter(|n| n.starts_with(prefix))
+                .cloned()
+                .collect(),
+            None => all.iter().map(|n| n.to_string()).collect(),
+        }
     };
     if o.protocol == "both" || o.protocol == "onedrive" {
-        groups.push((
-            "OneDrive, 10 MiB fragments",
-            ONEDRIVE.iter().copied().filter(keep).collect(),
-        ));
+        groups.push(("OneDrive, 10 MiB fragments", pick("onedrive/", &ONEDRIVE)));
     }
     if o.protocol == "both" || o.protocol == "dropbox" {
         groups.push((
             "Dropbox sequential, 8 MiB chunks",
-            DROPBOX.iter().copied().filter(keep).collect(),
+            pick("dropbox/", &DROPBOX),
         ));
     }
+    groups.retain(|(_, names)| !names.is_empty());
     let mut results = Vec::new();
     for (group, names) in &groups {
         let emulator = start_emulator(&o.digests, group.starts_with("OneDrive"));
@@ -688,7 +708,10 @@ fn main() {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); names.len()];
         for run in 0..o.runs {
             for (i, name) in names.iter().enumerate() {
-                let path = format!("/bench/{}-{run}.bin", name.replace(['/', '+'], "-"));
+                let path = format!(
+                    "/bench/{}-{run}.bin",
+                    name.replace(['/', '+', '@', '='], "-")
+                );
                 let s = run_child(&exe, name, &emulator.url, &source, &path);
                 eprintln!(
                     "  run {run} {name:<26} {:>7.0} MB/s  cpu {:.2} s  VmHWM {:.1} MiB  (load {})",
