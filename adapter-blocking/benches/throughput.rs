@@ -27,8 +27,8 @@
 //!   QuickXorHash only, what OneDrive for Business can check), `raw-ureq` (one
 //!   `createUploadSession` POST, then a loop of fragment PUTs with `Content-Range`; no
 //!   hashing, no checks), `onedrive-api` (0.11, reqwest, `UploadSession::from_upload_url`
-//!   + `upload_part`, on a current-thread tokio runtime; the session is created with one
-//!   ureq POST because `OneDrive::new` hard-codes graph.microsoft.com).
+//!   and `upload_part`, on a current-thread tokio runtime; the session is created with
+//!   one ureq POST because `OneDrive::new` hard-codes graph.microsoft.com).
 //! - Dropbox, 8 MiB chunks, sequential session: `ours` (`DropboxUpload`, content hash of
 //!   every chunk in its `content_hash` argument), `raw-ureq` (start with the first chunk,
 //!   `append_v2`, finish with the last; no `content_hash`), `dropbox-sdk` (0.21 sync
@@ -140,7 +140,7 @@ fn raw_onedrive(url: &str, file: &File, size: u64, path: &str) {
             .expect("PUT");
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        assert!(matches!(status, 200 | 201 | 202), "{status} {text}");
+        assert!((200..=202).contains(&status), "{status} {text}");
         offset = end;
     }
 }
