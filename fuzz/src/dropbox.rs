@@ -719,11 +719,20 @@ impl Run {
         if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
             self.clean = false;
         }
-        self.flights.clear();
         let json = cp.to_json().expect("a checkpoint does not serialise");
         let cp = Checkpoint::from_json(&json).expect("a checkpoint does not read back");
         let token = AccessToken::new(self.emu.issue_token()).ok();
-        let m = DropboxUpload::resume(cp, fingerprint, cfg.clone(), token).ok()?;
+        // A checkpoint the machine emitted itself must always resume (a failure here
+        // once hid a real bug: a Dropbox checkpoint taken right after a forward resync).
+        let m = match DropboxUpload::resume(cp, fingerprint, cfg.clone(), token) {
+            Ok(m) => m,
+            Err(upload_session::ResumeError::Inconsistent(why)) => {
+                panic!("the machine emitted a checkpoint it cannot resume: {why}")
+            }
+            Err(_) => return None,
+        };
+        // Only now does the old process die: its requests' answers are never read.
+        self.flights.clear();
         self.last_offset = None;
         self.resynced = false;
         Some(m)

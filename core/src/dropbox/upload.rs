@@ -525,7 +525,10 @@ impl DropboxUpload {
     pub fn checkpoint(&self) -> Option<Checkpoint> {
         let s = self.session.as_ref()?;
         let (acknowledged, completed_blocks, closed) = match &self.layout {
-            Layout::Seq(q) => (q.offset, Vec::new(), q.closed),
+            // Right after a forward resync the server holds bytes this process has not
+            // hashed yet (it reads the gap next): claim only the hashed prefix, so the
+            // checkpoint always resumes; the resumed session resyncs forward again.
+            Layout::Seq(q) => (q.offset.min(self.ledger.prefix_len()), Vec::new(), q.closed),
             Layout::Conc(c) => {
                 let mut blocks = Vec::new();
                 for &k in &c.done {

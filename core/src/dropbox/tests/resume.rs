@@ -69,6 +69,41 @@ fn a_resumed_session_that_is_further_along_hashes_the_gap_then_continues() {
     assert!(r.saw(|e| matches!(e, Event::Resynced { .. })));
 }
 
+/// Found by the `dropbox_machine` fuzz target: right after a forward resync the machine
+/// knows the server holds bytes it has not hashed yet (it reads the gap next). A
+/// checkpoint taken then must still resume (it may claim less than the server holds,
+/// never more than was hashed: dropbox.md §11, resync).
+#[test]
+fn a_checkpoint_taken_before_the_gap_is_hashed_still_resumes() {
+    let mut h = DropboxScenario::new(SIZE).build();
+    let a1 = h.to_uploading();
+    h.ok_null(a1.id());
+    let cp = h.last_checkpoint().unwrap();
+    let mut r = resume(cp);
+    let a2 = r.expect_send();
+    r.conflict(
+        a2.id(),
+        json!({".tag": "incorrect_offset", "correct_offset": 24 * M}),
+    );
+    let fin = r.expect_send();
+    assert_eq!(offset(&fin), 24 * M);
+    // Every checkpoint emitted so far, including the one right after the resync.
+    let cps: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Checkpoint(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!cps.is_empty());
+    for cp in cps {
+        let json = cp.to_json().unwrap();
+        let back = crate::dropbox::Checkpoint::from_json(&json).unwrap();
+        let _resumed = resume(back);
+    }
+}
+
 #[test]
 fn a_concurrent_checkpoint_resends_only_unfinished_chunks() {
     let mut h = DropboxScenario::concurrent(SIZE, 3).build();
