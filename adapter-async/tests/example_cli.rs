@@ -9,19 +9,10 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use upload_session_emulator::testkit;
 
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("upload-async{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test -p upload-session-async` (it builds the examples)",
-        path.display()
-    );
-    path
+    testkit::example_binary("upload-async", "upload-session-async")
 }
 
 fn run(args: &[&str], files: &[&Path]) -> Output {
@@ -38,11 +29,7 @@ fn run(args: &[&str], files: &[&Path]) -> Output {
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    testkit::json_lines(&out.stdout)
 }
 
 /// A small directory: a subdirectory (only with --recursive), sizes 0 B to ~1.5 MiB.
