@@ -149,3 +149,74 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
 }
+
+/// Starts an emulator server serving TLS (a self-signed certificate for 127.0.0.1; see
+/// [`RunningServer::cert_pem`]) with no faults.
+///
+/// # Panics
+/// When the server cannot start.
+pub fn tls_server() -> RunningServer {
+    EmulatorServer::start(ServerOptions {
+        tls: true,
+        ..ServerOptions::default()
+    })
+    .expect("emulator starts with TLS")
+}
+
+/// The adapters' OneDrive fault gauntlet, scripted on the nth fragment `PUT`: a reset
+/// mid-body with nothing kept (2nd), a 500 after the fragment was applied (4th), a 429
+/// with `Retry-After: 1` (6th), and a reset that keeps a prefix (8th).
+pub fn onedrive_put_gauntlet() -> FaultPlan {
+    use crate::{Fault, RouteKind};
+    FaultPlan::none()
+        .script(
+            Some(RouteKind::OneDrivePut),
+            2,
+            Fault::Reset { keep_prefix: false },
+        )
+        .script(
+            Some(RouteKind::OneDrivePut),
+            4,
+            Fault::ErrorAfter { status: 500 },
+        )
+        .script(
+            Some(RouteKind::OneDrivePut),
+            6,
+            Fault::Throttle {
+                retry_after: Some(1),
+                plain_text: false,
+            },
+        )
+        .script(
+            Some(RouteKind::OneDrivePut),
+            8,
+            Fault::Reset { keep_prefix: true },
+        )
+}
+
+/// The adapters' Dropbox fault gauntlet: on the nth append, a reset mid-body with
+/// nothing kept (1st), a 500 after the append was applied (3rd), a 429 with
+/// `Retry-After: 1` (5th); and the first finish's response lost.
+pub fn dropbox_append_gauntlet() -> FaultPlan {
+    use crate::{Fault, RouteKind};
+    FaultPlan::none()
+        .script(
+            Some(RouteKind::DropboxAppend),
+            1,
+            Fault::Reset { keep_prefix: false },
+        )
+        .script(
+            Some(RouteKind::DropboxAppend),
+            3,
+            Fault::ErrorAfter { status: 500 },
+        )
+        .script(
+            Some(RouteKind::DropboxAppend),
+            5,
+            Fault::Throttle {
+                retry_after: Some(1),
+                plain_text: false,
+            },
+        )
+        .script(Some(RouteKind::DropboxFinish), 1, Fault::LostResponse)
+}

@@ -10,7 +10,7 @@ use upload_session::AccessToken;
 use upload_session::onedrive::{OneDriveConfig, OneDriveUpload, Target};
 use upload_session::retry::RetryPolicy;
 use upload_session_emulator::server::RunningServer;
-use upload_session_emulator::testkit;
+pub use upload_session_emulator::testkit;
 use upload_session_emulator::{DEFAULT_TOKEN, FileRecord, Service};
 
 #[allow(unused_imports)] // each test binary uses some of them
