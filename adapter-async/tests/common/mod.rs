@@ -2,39 +2,26 @@
 //! and Dropbox machines pointed at it with a fast retry policy, deterministic data, an
 //! in-process client over the pure emulator model (for paused-time tests). What talks to
 //! the emulator only is `upload_session_emulator::testkit`; what needs the core's types
-//! stays here.
+//! is `upload_session::testing::adapters`; this binds the two to one server.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::Duration;
 use upload_session::AccessToken;
-use upload_session::onedrive::{OneDriveConfig, OneDriveUpload, Target};
-use upload_session::retry::RetryPolicy;
+use upload_session::dropbox::{DropboxConfig, DropboxUpload};
+use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
+use upload_session::testing::adapters;
 use upload_session_emulator::server::RunningServer;
 pub use upload_session_emulator::testkit;
 use upload_session_emulator::{DEFAULT_TOKEN, FileRecord, Service};
 
 #[allow(unused_imports)] // each test binary uses some of them
-pub use testkit::{
-    ONEDRIVE_UNIT as UNIT, assert_no_violations, data, graph_base, server, sha256_hex,
-};
-
-/// A retry policy with short backoff (tests must not sleep long).
-pub fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        initial_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-        max_retry_after: Duration::from_secs(5),
-        seed: 7,
-        ..RetryPolicy::default()
-    }
-}
+pub use testkit::{assert_no_violations, data, graph_base, server, sha256_hex};
+#[allow(unused_imports)] // each test binary uses some of them
+pub use upload_session::testing::adapters::{UNIT, fast_retry};
 
 /// A OneDrive configuration for `server` with short backoff.
 pub fn config(server: &RunningServer) -> OneDriveConfig {
-    let mut c = OneDriveConfig::with_base(graph_base(server));
-    c.retry = fast_retry();
-    c
+    adapters::onedrive_config(&graph_base(server))
 }
 
 /// The emulator's default token.
@@ -44,12 +31,7 @@ pub fn token() -> AccessToken {
 
 /// A machine uploading `size` bytes to `path` in fragments of `units` × 320 KiB.
 pub fn machine(server: &RunningServer, path: &str, size: u64, units: u64) -> OneDriveUpload {
-    OneDriveUpload::builder(Target::path(path), size)
-        .fragment_size(units * UNIT)
-        .config(config(server))
-        .access_token(token())
-        .build()
-        .expect("valid upload")
+    adapters::onedrive_machine(config(server), path, size, units, token())
 }
 
 /// The OneDrive file the emulator stored at `path`.
@@ -64,36 +46,18 @@ pub fn assert_stored(server: &RunningServer, path: &str, data: &[u8]) {
 
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
-    testkit::temp_dir(TEMP_PREFIX, name)
+    testkit::temp_dir("usa", name)
 }
 
-/// Prefix of this crate's temporary directories.
-const TEMP_PREFIX: &str = "usa";
-
 /// A Dropbox configuration for `server` with short backoff.
-pub fn dropbox_config(server: &RunningServer) -> upload_session::dropbox::DropboxConfig {
+pub fn dropbox_config(server: &RunningServer) -> DropboxConfig {
     let (content, api) = testkit::dropbox_bases(server);
-    let mut c = upload_session::dropbox::DropboxConfig::with_hosts(content, api);
-    c.retry = fast_retry();
-    c
+    adapters::dropbox_config(&content, &api)
 }
 
 /// A Dropbox machine uploading `size` bytes to `path` in `chunk`-byte requests.
-pub fn dropbox_machine(
-    server: &RunningServer,
-    path: &str,
-    size: u64,
-    chunk: u64,
-) -> upload_session::dropbox::DropboxUpload {
-    upload_session::dropbox::DropboxUpload::builder(
-        upload_session::dropbox::CommitInfo::new(path).unwrap(),
-        size,
-    )
-    .chunk_size(chunk)
-    .config(dropbox_config(server))
-    .access_token(token())
-    .build()
-    .expect("valid upload")
+pub fn dropbox_machine(server: &RunningServer, path: &str, size: u64, chunk: u64) -> DropboxUpload {
+    adapters::dropbox_machine(dropbox_config(server), path, size, chunk, token())
 }
 
 /// The Dropbox file the emulator stored at `path`.

@@ -2,6 +2,7 @@
 //! fast-forwards a OneDrive machine to any phase. Not part of the stable API; these
 //! helpers panic on unexpected machine output, as tests want.
 
+pub mod adapters;
 mod driver;
 pub mod dropbox;
 pub use driver::{Delivery, DriveReport, drive};
