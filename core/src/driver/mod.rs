@@ -275,6 +275,7 @@ pub struct Abandon {
 
 /// What to do next while abandoning (from [`Abandon::next`]).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // consumed at once
 pub enum AbandonStep {
     /// Send this `Cancel` request and report its outcome to the machine (stop on a fatal
     /// error).
