@@ -44,8 +44,8 @@ use upload_session_async::{
     Batch, BatchFile, CancellationToken, Error, Progress, Resumable, Source, Upload,
     resume_or_start, tls_config_with_roots_pem,
 };
-use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
-use upload_session_emulator::{DEFAULT_TOKEN, Service};
+use upload_session_emulator::Service;
+use upload_session_emulator::embedded::Endpoint;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum To {
@@ -108,6 +108,8 @@ struct Args {
     recursive: bool,
 }
 
+// Flag parsing and the JSON lines are written again in the blocking adapter's example:
+// each example is a standalone binary, and sharing them would need a crate of its own.
 /// Parses `10MiB`, `320KiB`, `5MB`, `1G`, `4096`.
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -130,47 +132,23 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
-/// Where the uploads go.
-struct Endpoint {
-    base: Option<String>,
-    token: String,
-    embedded: Option<RunningServer>,
+/// Where the uploads go (shared with the blocking adapter's example through the
+/// emulator's `embedded` module), and the machine configurations for it.
+trait Configs {
+    fn onedrive(&self) -> OneDriveConfig;
+    fn dropbox(&self) -> DropboxConfig;
 }
 
-impl Endpoint {
-    fn base(&self) -> Option<(String, bool)> {
-        let base = self.base.as_deref()?.trim_end_matches('/').to_string();
-        let bare = base
-            .parse::<upload_session::http::Uri>()
-            .map(|u| u.path().is_empty() || u.path() == "/")
-            .unwrap_or(false);
-        Some((base, bare))
-    }
-
+impl Configs for Endpoint {
     fn onedrive(&self) -> OneDriveConfig {
-        match self.base() {
-            None => OneDriveConfig::with_base(GRAPH_GLOBAL),
-            Some((b, true)) => OneDriveConfig::with_base(format!("{b}/onedrive/v1.0")),
-            Some((b, false)) => OneDriveConfig::with_base(b),
-        }
+        OneDriveConfig::with_base(self.graph_base(GRAPH_GLOBAL))
     }
 
     fn dropbox(&self) -> DropboxConfig {
-        match self.base() {
+        match self.dropbox_hosts() {
             None => DropboxConfig::default(),
-            Some((b, bare)) => {
-                let prefix = if bare { format!("{b}/dropbox") } else { b };
-                DropboxConfig::with_hosts(format!("{prefix}/content/2"), format!("{prefix}/api/2"))
-            }
+            Some((content, api)) => DropboxConfig::with_hosts(content, api),
         }
-    }
-
-    /// The record the embedded emulator stored at `path`, if embedded.
-    fn stored(&self, service: Service, path: &str) -> Option<upload_session_emulator::FileRecord> {
-        let server = self.embedded.as_ref()?;
-        let emulator = server.emulator();
-        let guard = emulator.lock().ok()?;
-        guard.file(service, path)
     }
 }
 
@@ -179,34 +157,7 @@ fn endpoint(args: &Args) -> Result<Endpoint, String> {
         To::Onedrive => "ONEDRIVE_TOKEN",
         To::Dropbox => "DROPBOX_TOKEN",
     };
-    let token = args
-        .token
-        .clone()
-        .or_else(|| std::env::var(env).ok())
-        .filter(|t| !t.is_empty());
-    match (token, &args.base_url) {
-        (None, None) => {
-            let server = EmulatorServer::start(ServerOptions::default())
-                .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
-            Ok(Endpoint {
-                base: Some(server.url().to_string()),
-                token: DEFAULT_TOKEN.to_string(),
-                embedded: Some(server),
-            })
-        }
-        (None, Some(_)) => Err(format!("--base-url needs a token (--token or {env})")),
-        (Some(token), base) => {
-            if let Some(b) = base {
-                b.parse::<upload_session::http::Uri>()
-                    .map_err(|_| format!("--base-url {b:?} is not a URL"))?;
-            }
-            Ok(Endpoint {
-                base: base.clone(),
-                token,
-                embedded: None,
-            })
-        }
-    }
+    Endpoint::resolve(args.token.clone(), env, args.base_url.as_deref())
 }
 
 /// One file to upload: where it is and where it goes.
@@ -343,7 +294,7 @@ fn report(
                     "size mismatch: {size} bytes sent, server says {reported}"
                 ));
             }
-            if let Some(rec) = ep.stored(service, &job.dest) {
+            if let Some(rec) = ep.stored_at(service, &job.dest) {
                 let same_hash = match service {
                     Service::OneDrive => rec.content.quick_xor_hash == hash,
                     Service::Dropbox => rec.content.content_hash == hash,

@@ -14,7 +14,7 @@
 //! come back per file, in input order. Dropping the future aborts every task (each
 //! upload's own drop guarantees apply).
 
-use crate::error::Error;
+use crate::Error;
 use crate::{CancellationToken, HttpClient, Shared, Source, Upload, token_provider};
 use serde::Serialize;
 use std::fmt;

@@ -2,28 +2,25 @@
 //! `0600` permissions, because a checkpoint holds secrets (a OneDrive `uploadUrl` is a
 //! bearer credential for its session).
 //!
-//! The format is the blocking adapter's (`upload-session-blocking`): the core's
-//! checkpoint serialised with `serde_json`, so a checkpoint file written by one adapter
-//! resumes in the other. A reader sees either the previous complete checkpoint or the
+//! The format is the core's ([`encode_checkpoint`] / [`decode_checkpoint`]), as in the
+//! blocking adapter (`upload-session-blocking`), so a checkpoint file written by one
+//! adapter resumes in the other. The file work here (temporary file, `0600`, `fsync`,
+//! `rename`) has a twin in the blocking adapter: the core does no I/O and the workspace
+//! has no shared I/O crate. A reader sees either the previous complete checkpoint or the
 //! new one, never a torn write, even if the process is killed mid-write. The file work
 //! runs on tokio's blocking pool (`spawn_blocking`), never on the async threads.
 
-use crate::error::Error;
+use crate::Error;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// Largest checkpoint file read back (they are a few KiB).
-const MAX_CHECKPOINT_FILE: u64 = 4 * 1024 * 1024;
+use upload_session::driver::{MAX_CHECKPOINT_BYTES, decode_checkpoint, encode_checkpoint};
 
 fn file_error(path: &Path, detail: impl ToString) -> Error {
-    Error::CheckpointFile {
-        path: path.to_path_buf(),
-        detail: detail.to_string(),
-    }
+    Error::checkpoint_file(path, detail)
 }
 
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
@@ -90,7 +87,7 @@ fn read_capped(path: &Path) -> io::Result<Option<Vec<u8>>> {
     };
     let mut text = Vec::new();
     io::Read::read_to_end(
-        &mut io::Read::take(file, MAX_CHECKPOINT_FILE + 1),
+        &mut io::Read::take(file, MAX_CHECKPOINT_BYTES + 1),
         &mut text,
     )?;
     Ok(Some(text))
@@ -132,7 +129,7 @@ pub fn save<K: Serialize>(
     path: &Path,
     checkpoint: &K,
 ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-    let json = serde_json::to_vec(checkpoint).map_err(|e| file_error(path, e));
+    let json = encode_checkpoint(checkpoint).map_err(|e| file_error(path, e));
     let owned = path.to_path_buf();
     async move {
         let json = json?;
@@ -152,12 +149,9 @@ pub async fn load<K: DeserializeOwned>(path: &Path) -> Result<Option<K>, Error> 
     let Some(text) = blocking(path, move || read_capped(&owned)).await? else {
         return Ok(None);
     };
-    if text.len() as u64 > MAX_CHECKPOINT_FILE {
-        return Err(file_error(path, "larger than any checkpoint"));
-    }
-    serde_json::from_slice(&text)
+    decode_checkpoint(&text)
         .map(Some)
-        .map_err(|e| file_error(path, format!("not a valid checkpoint ({e})")))
+        .map_err(|e| file_error(path, e))
 }
 
 /// Removes a checkpoint file; a missing file is not an error.
@@ -204,7 +198,7 @@ mod tests {
             load::<serde_json::Value>(&path).await,
             Err(Error::CheckpointFile { .. })
         ));
-        fs::write(&path, vec![b' '; (MAX_CHECKPOINT_FILE + 10) as usize]).unwrap();
+        fs::write(&path, vec![b' '; (MAX_CHECKPOINT_BYTES + 10) as usize]).unwrap();
         assert!(matches!(
             load::<serde_json::Value>(&path).await,
             Err(Error::CheckpointFile { .. })

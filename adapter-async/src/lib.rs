@@ -92,12 +92,10 @@
 
 mod batch;
 pub mod checkpoint;
-mod error;
 mod source;
 mod transport;
 
 pub use batch::{Batch, BatchFile};
-pub use error::Error;
 pub use source::{MAX_READ, Source};
 pub use tokio_util::sync::CancellationToken;
 pub use transport::{
@@ -105,6 +103,19 @@ pub use transport::{
     default_tls_config, full_body, https_client, tls_config_with_roots_pem,
 };
 pub use upload_session;
+/// Why [`Upload::run`] (or a helper) did not return a completed upload: the core's
+/// [`AdapterError`](upload_session::driver::AdapterError), the same type as the blocking
+/// adapter's `Error`. No variant's `Display` or `Debug` shows a token or a
+/// pre-authenticated URL.
+pub use upload_session::driver::AdapterError as Error;
+/// A machine ready to run, and whether it continues a checkpoint.
+pub use upload_session::driver::Prepared;
+/// Progress of an upload, reported whenever the server acknowledges bytes (see
+/// [`Upload::on_progress`] and [`Upload::progress_sender`]); `elapsed` is on tokio's
+/// clock.
+pub use upload_session::driver::Progress;
+/// A machine that can continue from its checkpoint (the glue [`resume_or_start`] needs).
+pub use upload_session::driver::Resumable;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -118,27 +129,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use transport::{Sent, Settings};
-use upload_session::dropbox::{DropboxConfig, DropboxUpload};
-use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
+use upload_session::driver::{self, Abandon, AbandonStep, ProgressMeter};
 use upload_session::{
-    AccessToken, BuildError, Event, Output, RequestId, RequestKind, ResumeError, SourceFingerprint,
+    AccessToken, BuildError, Event, Output, RequestId, RequestKind, SourceFingerprint,
     UploadMachine,
 };
-
-/// Progress of an upload, reported whenever the server acknowledges bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct Progress {
-    /// Bytes the server holds, counted from the start of the file.
-    pub acknowledged: u64,
-    /// File size.
-    pub total: u64,
-    /// Throughput of this run: request body bytes the server accepted (2xx), divided by
-    /// the time since [`Upload::run`] started.
-    pub bytes_per_second: f64,
-    /// Time since [`Upload::run`] started (on tokio's clock).
-    pub elapsed: Duration,
-}
 
 /// The future a token provider returns.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<AccessToken, String>> + Send>>;
@@ -361,22 +356,8 @@ impl<M: UploadMachine> Upload<M> {
     }
 
     /// Calls the progress callback and publishes on the watch channel.
-    fn report(&mut self, started: Instant, acknowledged: u64, total: u64, accepted: u64) {
-        if self.progress.is_none() && self.progress_tx.is_none() {
-            return;
-        }
-        let elapsed = now().saturating_duration_since(started);
-        let secs = elapsed.as_secs_f64();
-        let p = Progress {
-            acknowledged,
-            total,
-            bytes_per_second: if secs > 0.0 {
-                accepted as f64 / secs
-            } else {
-                0.0
-            },
-            elapsed,
-        };
+    fn report(&mut self, progress: Option<Progress>) {
+        let Some(p) = progress else { return };
         if let Some(f) = &mut self.progress {
             f(&p);
         }
@@ -393,14 +374,10 @@ impl<M: UploadMachine> Upload<M> {
         settings: &Arc<Settings>,
         error: Error,
     ) -> Result<M::Completed, Error> {
-        let started = now();
-        self.machine.cancel(started);
-        for _ in 0..16 {
-            if now().saturating_duration_since(started) > Duration::from_secs(30) {
-                break;
-            }
-            match self.machine.poll_output(now()) {
-                Output::Send(req) if req.kind() == RequestKind::Cancel => {
+        let mut abandon = Abandon::start(&mut self.machine, now());
+        loop {
+            match abandon.next(&mut self.machine, now()) {
+                AbandonStep::Send(req) => {
                     let id = req.id();
                     match transport::send(client.clone(), req, settings.clone()).await {
                         Ok(Sent::Response(r)) => self.machine.handle_response(now(), id, r)?,
@@ -408,14 +385,12 @@ impl<M: UploadMachine> Upload<M> {
                         Err(_) => break,
                     }
                 }
-                Output::Event(_) => {}
-                Output::Wait(Some(t))
-                    if t.saturating_duration_since(now()) < Duration::from_secs(5) =>
-                {
+                AbandonStep::Skip => {}
+                AbandonStep::SleepUntil(t) => {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
                     self.machine.handle_timeout(now());
                 }
-                _ => break,
+                AbandonStep::Stop => break,
             }
         }
         if let Some(p) = &self.checkpoint_file {
@@ -444,19 +419,14 @@ impl<M: UploadMachine> Upload<M> {
         let settings = Arc::new(self.shared.settings.clone());
         let cancel = self.shared.cancel.clone().unwrap_or_default();
         let started = now();
-        let mut accepted_data: u64 = 0;
-        let mut reported: u64 = 0;
+        let mut meter = ProgressMeter::new(started);
         let mut in_flight: InFlight = FuturesUnordered::new();
         self.machine.handle_wall_clock(started, SystemTime::now());
         loop {
             let output = self.machine.poll_output(now());
             // Events (a checkpoint above all) and the result are taken even after a
             // cancel; no new work is started.
-            let is_work = matches!(
-                output,
-                Output::Send(_) | Output::NeedData { .. } | Output::Wait(_)
-            );
-            if is_work && cancel.is_cancelled() {
+            if driver::starts_work(&output) && cancel.is_cancelled() {
                 return Err(cancelled_error(self.checkpoint_file.clone()).await);
             }
             match output {
@@ -467,7 +437,7 @@ impl<M: UploadMachine> Upload<M> {
                             return self.abandon(&client, &settings, e).await;
                         }
                     }
-                    transport::check_scheme(req.request().uri(), settings.allow_insecure_http)?;
+                    driver::check_scheme(req.request().uri(), settings.allow_insecure_http)?;
                     let id = req.id();
                     let body_len = req.request().body().len() as u64;
                     let fut = transport::send(client.clone(), req, settings.clone());
@@ -517,8 +487,8 @@ impl<M: UploadMachine> Upload<M> {
                             acknowledged,
                             total,
                         } => {
-                            reported = *acknowledged;
-                            self.report(started, *acknowledged, *total, accepted_data);
+                            let p = meter.acknowledged(now(), *acknowledged, *total);
+                            self.report(Some(p));
                         }
                         _ => {}
                     }
@@ -547,9 +517,7 @@ impl<M: UploadMachine> Upload<M> {
                         Some((id, body_len, sent)) = in_flight.next(), if !in_flight.is_empty() => {
                             match sent? {
                                 Sent::Response(response) => {
-                                    if response.status().is_success() {
-                                        accepted_data += body_len;
-                                    }
+                                    meter.sent(response.status().is_success(), body_len);
                                     let now = now();
                                     self.machine.handle_wall_clock(now, SystemTime::now());
                                     self.machine.handle_response(now, id, response)?;
@@ -563,10 +531,8 @@ impl<M: UploadMachine> Upload<M> {
                 Output::Finished(Ok(completed)) => {
                     // The last fragment's answer is the item, not a new offset: report
                     // the end so that progress reaches the total.
-                    let total = self.source.size();
-                    if reported < total {
-                        self.report(started, total, total, accepted_data);
-                    }
+                    let end = meter.finished(now(), self.source.size());
+                    self.report(end);
                     if let (Some(p), false) = (&self.checkpoint_file, self.keep_checkpoint) {
                         checkpoint::remove(p).await?;
                     }
@@ -578,61 +544,6 @@ impl<M: UploadMachine> Upload<M> {
     }
 }
 
-/// A machine that can continue from its checkpoint (the glue [`resume_or_start`] needs;
-/// each protocol's constructor differs).
-pub trait Resumable: UploadMachine + Sized {
-    /// The machine's behaviour configuration (not part of a checkpoint).
-    type Config;
-
-    /// Continues the upload `checkpoint` describes, reading `source` as it is now.
-    ///
-    /// # Errors
-    /// [`ResumeError::SourceChanged`] when the source differs from the checkpoint's;
-    /// other variants when the checkpoint is unusable.
-    fn resume(
-        checkpoint: Self::Checkpoint,
-        source: &SourceFingerprint,
-        config: Self::Config,
-        token: Option<AccessToken>,
-    ) -> Result<Self, ResumeError>;
-}
-
-impl Resumable for DropboxUpload {
-    type Config = DropboxConfig;
-
-    fn resume(
-        checkpoint: Self::Checkpoint,
-        source: &SourceFingerprint,
-        config: DropboxConfig,
-        token: Option<AccessToken>,
-    ) -> Result<Self, ResumeError> {
-        DropboxUpload::resume(checkpoint, source, config, token)
-    }
-}
-
-impl Resumable for OneDriveUpload {
-    type Config = OneDriveConfig;
-
-    fn resume(
-        checkpoint: Self::Checkpoint,
-        source: &SourceFingerprint,
-        config: OneDriveConfig,
-        token: Option<AccessToken>,
-    ) -> Result<Self, ResumeError> {
-        OneDriveUpload::resume(checkpoint, source, config, token)
-    }
-}
-
-/// A machine ready to run, and whether it continues a checkpoint.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Prepared<M> {
-    /// The machine.
-    pub machine: M,
-    /// True when it was resumed from the checkpoint file.
-    pub resumed: bool,
-}
-
 /// Resumes from `checkpoint_file` when it exists, else calls `start` with the source's
 /// fingerprint to build a new machine. A checkpoint file written by the blocking
 /// adapter resumes here too (same format, same file fingerprint).
@@ -640,7 +551,7 @@ pub struct Prepared<M> {
 /// # Errors
 /// [`Error::CheckpointFile`] when the file exists but cannot be read or parsed;
 /// [`Error::Resume`] when it cannot be resumed (for example
-/// [`ResumeError::SourceChanged`]: the source is not what was being uploaded; delete the
+/// [`ResumeError::SourceChanged`](upload_session::ResumeError::SourceChanged): the source is not what was being uploaded; delete the
 /// file to start over); [`Error::Build`] from `start`.
 pub async fn resume_or_start<M, F>(
     checkpoint_file: &Path,
@@ -654,15 +565,6 @@ where
     M::Checkpoint: DeserializeOwned,
     F: FnOnce(SourceFingerprint, M::Config, Option<AccessToken>) -> Result<M, BuildError>,
 {
-    let fingerprint = source.fingerprint();
-    match checkpoint::load::<M::Checkpoint>(checkpoint_file).await? {
-        Some(cp) => Ok(Prepared {
-            machine: M::resume(cp, &fingerprint, config, token)?,
-            resumed: true,
-        }),
-        None => Ok(Prepared {
-            machine: start(fingerprint, config, token)?,
-            resumed: false,
-        }),
-    }
+    let loaded = checkpoint::load::<M::Checkpoint>(checkpoint_file).await?;
+    driver::prepare(loaded, source.fingerprint(), config, token, start)
 }

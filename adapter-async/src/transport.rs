@@ -2,7 +2,7 @@
 //! default), per-request deadlines, capped response bodies, and the mapping of what
 //! happens onto a response, a [`TransportFailure`] for the machine, or a fatal [`Error`].
 
-use crate::error::Error;
+use crate::Error;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -12,11 +12,13 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use upload_session::bytes::{Bytes, BytesMut};
+use upload_session::driver::{
+    self, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_REQUEST_TIMEOUT, check_scheme,
+};
 use upload_session::http;
 use upload_session::{OutgoingRequest, TransportFailure};
 
@@ -203,9 +205,9 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             allow_insecure_http: false,
-            connect_timeout: Some(Duration::from_secs(30)),
-            request_timeout: Duration::from_secs(15 * 60),
-            max_response_body: 1 << 20,
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
         }
     }
 }
@@ -216,48 +218,6 @@ pub(crate) enum Sent {
     Response(http::Response<Bytes>),
     /// A transport failure to report to the machine.
     Failure(TransportFailure),
-}
-
-/// True for `localhost` and loopback addresses (`127.0.0.0/8`, `::1`).
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
-/// Refuses schemes other than https, and http to non-loopback hosts unless allowed.
-pub(crate) fn check_scheme(uri: &http::Uri, allow_insecure: bool) -> Result<(), Error> {
-    let host = uri.host().unwrap_or("").to_string();
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if allow_insecure || is_loopback(&host) => Ok(()),
-        Some("http") => Err(Error::InsecureUrl { host }),
-        _ => Err(Error::Request(
-            "only http and https URLs can be sent".into(),
-        )),
-    }
-}
-
-/// Maps an I/O error kind onto a transport failure (`None`: says nothing).
-fn io_failure(e: &io::Error) -> Option<TransportFailure> {
-    use io::ErrorKind as K;
-    Some(match e.kind() {
-        K::ConnectionRefused
-        | K::NotConnected
-        | K::AddrNotAvailable
-        | K::AddrInUse
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::NetworkDown => TransportFailure::Connect,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => TransportFailure::Reset,
-        K::UnexpectedEof => TransportFailure::Closed,
-        K::TimedOut | K::WouldBlock => TransportFailure::TimedOut,
-        _ => return None,
-    })
 }
 
 /// A TLS failure: certificate and negotiation failures (and alerts, the peer's explicit
@@ -316,7 +276,7 @@ pub(crate) fn classify(e: &(dyn StdError + 'static)) -> Result<TransportFailure,
     if let Some(f) = chain
         .iter()
         .filter_map(|e| e.downcast_ref::<io::Error>())
-        .find_map(io_failure)
+        .find_map(|e| driver::io_failure(e.kind()))
     {
         return Ok(f);
     }
@@ -408,39 +368,6 @@ pub(crate) async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for h in [
-            "localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-            "127.8.9.10",
-            "[::1]",
-            "::1",
-        ] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in ["", "example.com", "10.0.0.1", "[::2]", "localhost.evil"] {
-            assert!(!is_loopback(h), "{h}");
-        }
-    }
-
-    #[test]
-    fn plain_http_needs_loopback_or_consent() {
-        let u = |s: &str| s.parse::<http::Uri>().unwrap();
-        assert!(check_scheme(&u("https://graph.microsoft.com/v1.0"), false).is_ok());
-        assert!(check_scheme(&u("http://127.0.0.1:8080/x"), false).is_ok());
-        assert!(matches!(
-            check_scheme(&u("http://graph.microsoft.com/v1.0"), false),
-            Err(Error::InsecureUrl { host }) if host == "graph.microsoft.com"
-        ));
-        assert!(check_scheme(&u("http://graph.microsoft.com/v1.0"), true).is_ok());
-        assert!(matches!(
-            check_scheme(&u("ftp://example.com/x"), true),
-            Err(Error::Request(_))
-        ));
-    }
 
     #[test]
     fn errors_are_classified_through_their_chains() {

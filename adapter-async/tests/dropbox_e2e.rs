@@ -81,26 +81,7 @@ async fn a_file_is_uploaded_and_verified_by_content_hash() {
 
 #[tokio::test]
 async fn resets_5xx_after_apply_throttling_and_a_lost_finish_are_survived() {
-    let plan = FaultPlan::none()
-        .script(
-            Some(RouteKind::DropboxAppend),
-            1,
-            Fault::Reset { keep_prefix: false },
-        )
-        .script(
-            Some(RouteKind::DropboxAppend),
-            3,
-            Fault::ErrorAfter { status: 500 },
-        )
-        .script(
-            Some(RouteKind::DropboxAppend),
-            5,
-            Fault::Throttle {
-                retry_after: Some(1),
-                plain_text: false,
-            },
-        )
-        .script(Some(RouteKind::DropboxFinish), 1, Fault::LostResponse);
+    let plan = testkit::dropbox_append_gauntlet();
     let server = server(plan);
     let bytes = data((6 * MIB + 3) as usize, 22);
     let n = bytes.len() as u64;
@@ -136,11 +117,7 @@ async fn resets_5xx_after_apply_throttling_and_a_lost_finish_are_survived() {
 
 #[tokio::test]
 async fn tls_with_the_emulator_certificate() {
-    let server = EmulatorServer::start(ServerOptions {
-        tls: true,
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = testkit::tls_server();
     let tls = tls_config_with_roots_pem(server.cert_pem().unwrap().as_bytes()).unwrap();
     let bytes = data((2 * MIB + 1) as usize, 23);
     let c = Upload::new(

@@ -9,19 +9,10 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use upload_session_emulator::testkit;
 
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("upload-async{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test -p upload-session-async` (it builds the examples)",
-        path.display()
-    );
-    path
+    testkit::example_binary("upload-async", "upload-session-async")
 }
 
 fn run(args: &[&str], files: &[&Path]) -> Output {
@@ -38,16 +29,14 @@ fn run(args: &[&str], files: &[&Path]) -> Output {
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    testkit::json_lines(&out.stdout)
 }
 
 /// A small directory: a subdirectory (only with --recursive), sizes 0 B to ~1.5 MiB.
-fn small_dir() -> (PathBuf, Vec<(String, Vec<u8>)>) {
-    let dir = temp_dir("cli-dir");
+/// Each test names its own (tests run in parallel: one rewriting the other's files
+/// mid-upload makes that upload fail as a modified source).
+fn small_dir(name: &str) -> (PathBuf, Vec<(String, Vec<u8>)>) {
+    let dir = temp_dir(name);
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     let mut files = Vec::new();
     for (i, size) in [0usize, 1, 70_000, 1_500_001].into_iter().enumerate() {
@@ -84,7 +73,7 @@ fn check(out: &Output, files: &[(String, Vec<u8>)], dir: &Path) {
 
 #[test]
 fn a_directory_goes_to_the_embedded_emulator_on_both_services() {
-    let (dir, files) = small_dir();
+    let (dir, files) = small_dir("cli-dir");
     let out = run(
         &[
             "--recursive",
@@ -120,7 +109,7 @@ fn a_directory_goes_to_the_embedded_emulator_on_both_services() {
 
 #[test]
 fn arguments_are_checked() {
-    let (dir, files) = small_dir();
+    let (dir, files) = small_dir("cli-args");
     let one = dir.join(&files[2].0);
     // One file, as in the blocking example: --dest is its path.
     let out = run(&["--dest", "/single/x.bin"], &[&one]);

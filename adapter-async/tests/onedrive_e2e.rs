@@ -124,30 +124,7 @@ async fn every_source_kind_uploads_the_exact_bytes() {
 
 #[tokio::test]
 async fn resets_5xx_after_apply_and_throttling_are_survived() {
-    let plan = FaultPlan::none()
-        .script(
-            Some(RouteKind::OneDrivePut),
-            2,
-            Fault::Reset { keep_prefix: false },
-        )
-        .script(
-            Some(RouteKind::OneDrivePut),
-            4,
-            Fault::ErrorAfter { status: 500 },
-        )
-        .script(
-            Some(RouteKind::OneDrivePut),
-            6,
-            Fault::Throttle {
-                retry_after: Some(1),
-                plain_text: false,
-            },
-        )
-        .script(
-            Some(RouteKind::OneDrivePut),
-            8,
-            Fault::Reset { keep_prefix: true },
-        );
+    let plan = testkit::onedrive_put_gauntlet();
     let server = server(plan);
     let bytes = data(12 * UNIT as usize + 5, 3);
     let n = bytes.len() as u64;
@@ -190,11 +167,7 @@ async fn resets_5xx_after_apply_and_throttling_are_survived() {
 
 #[tokio::test]
 async fn tls_with_the_emulator_certificate() {
-    let server = EmulatorServer::start(ServerOptions {
-        tls: true,
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = testkit::tls_server();
     assert!(server.url().starts_with("https://127.0.0.1:"));
     let pem = server.cert_pem().unwrap().to_string();
     let bytes = data(3 * UNIT as usize, 4);

@@ -35,8 +35,8 @@ use upload_session::{AccessToken, Event, UploadMachine};
 use upload_session_blocking::{
     CancelHandle, Error, Progress, Resumable, Source, Upload, resume_or_start,
 };
-use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
-use upload_session_emulator::{DEFAULT_TOKEN, FileRecord, Service};
+use upload_session_emulator::embedded::Endpoint;
+use upload_session_emulator::{FileRecord, Service};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum To {
@@ -92,6 +92,8 @@ struct Args {
     allow_http: bool,
 }
 
+// Flag parsing and the JSON lines are written again in the async adapter's example:
+// each example is a standalone binary, and sharing them would need a crate of its own.
 /// Parses `10MiB`, `320KiB`, `5MB`, `1G`, `4096`: binary (`KiB`, `MiB`, `GiB`) and decimal
 /// (`K`/`KB`, `M`/`MB`, `G`/`GB`) suffixes, case-insensitive.
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -126,42 +128,22 @@ fn human(bytes: f64) -> String {
     format!("{v:.1} {}", UNITS[i])
 }
 
-/// Where the upload goes.
-struct Endpoint {
-    /// `--base-url`, or the embedded emulator's origin; `None`: the real service.
-    base: Option<String>,
-    token: String,
-    /// The in-process emulator, when no token was given.
-    embedded: Option<RunningServer>,
+/// Where the upload goes (shared with the async adapter's example through the
+/// emulator's `embedded` module), and the machine configurations for it.
+trait Configs {
+    fn onedrive(&self) -> OneDriveConfig;
+    fn dropbox(&self) -> DropboxConfig;
 }
 
-impl Endpoint {
-    /// `base` without trailing `/`, and whether it is a bare origin (an emulator).
-    fn base(&self) -> Option<(String, bool)> {
-        let base = self.base.as_deref()?.trim_end_matches('/').to_string();
-        let bare = base
-            .parse::<upload_session::http::Uri>()
-            .map(|u| u.path().is_empty() || u.path() == "/")
-            .unwrap_or(false);
-        Some((base, bare))
-    }
-
+impl Configs for Endpoint {
     fn onedrive(&self) -> OneDriveConfig {
-        match self.base() {
-            None => OneDriveConfig::with_base(GRAPH_GLOBAL),
-            // The emulator's Graph API lives under /onedrive/v1.0.
-            Some((b, true)) => OneDriveConfig::with_base(format!("{b}/onedrive/v1.0")),
-            Some((b, false)) => OneDriveConfig::with_base(b),
-        }
+        OneDriveConfig::with_base(self.graph_base(GRAPH_GLOBAL))
     }
 
     fn dropbox(&self) -> DropboxConfig {
-        match self.base() {
+        match self.dropbox_hosts() {
             None => DropboxConfig::default(),
-            Some((b, bare)) => {
-                let prefix = if bare { format!("{b}/dropbox") } else { b };
-                DropboxConfig::with_hosts(format!("{prefix}/content/2"), format!("{prefix}/api/2"))
-            }
+            Some((content, api)) => DropboxConfig::with_hosts(content, api),
         }
     }
 }
@@ -171,34 +153,7 @@ fn endpoint(args: &Args) -> Result<Endpoint, String> {
         To::Onedrive => "ONEDRIVE_TOKEN",
         To::Dropbox => "DROPBOX_TOKEN",
     };
-    let token = args
-        .token
-        .clone()
-        .or_else(|| std::env::var(env).ok())
-        .filter(|t| !t.is_empty());
-    match (token, &args.base_url) {
-        (None, None) => {
-            let server = EmulatorServer::start(ServerOptions::default())
-                .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
-            Ok(Endpoint {
-                base: Some(server.url().to_string()),
-                token: DEFAULT_TOKEN.to_string(),
-                embedded: Some(server),
-            })
-        }
-        (None, Some(_)) => Err(format!("--base-url needs a token (--token or {env})")),
-        (Some(token), base) => {
-            if let Some(b) = base {
-                b.parse::<upload_session::http::Uri>()
-                    .map_err(|_| format!("--base-url {b:?} is not a URL"))?;
-            }
-            Ok(Endpoint {
-                base: base.clone(),
-                token,
-                embedded: None,
-            })
-        }
-    }
+    Endpoint::resolve(args.token.clone(), env, args.base_url.as_deref())
 }
 
 fn agent(args: &Args) -> Result<Option<ureq::Agent>, String> {
@@ -449,19 +404,7 @@ impl Job<'_> {
 
 /// The file the embedded emulator stored with this id.
 fn stored(ep: &Endpoint, service: Service, id: &str) -> Result<Option<FileRecord>, String> {
-    let Some(server) = &ep.embedded else {
-        return Ok(None);
-    };
-    let files = server
-        .emulator()
-        .lock()
-        .map_err(|_| "the emulator lock is poisoned".to_string())?
-        .files();
-    files
-        .into_iter()
-        .find(|f| f.service == service && f.id == id)
-        .map(Some)
-        .ok_or_else(|| format!("the emulator has no file with id {id}"))
+    ep.stored_by_id(service, id)
 }
 
 fn onedrive(job: Job<'_>) -> Result<ExitCode, String> {

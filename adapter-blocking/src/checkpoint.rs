@@ -3,23 +3,22 @@
 //! bearer credential for its session).
 //!
 //! A reader therefore sees either the previous complete checkpoint or the new one, never
-//! a torn write, even if the process is killed mid-write.
+//! a torn write, even if the process is killed mid-write. The bytes are the core's
+//! format ([`encode_checkpoint`] / [`decode_checkpoint`]), shared with the async adapter.
+//!
+//! The file work here (temporary file, `0600`, `fsync`, `rename`) has a twin in the
+//! async adapter: the core does no I/O and the workspace has no shared I/O crate.
 
-use crate::error::Error;
+use crate::Error;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// Largest checkpoint file read back (they are a few KiB).
-const MAX_CHECKPOINT_FILE: u64 = 4 * 1024 * 1024;
+use upload_session::driver::{MAX_CHECKPOINT_BYTES, decode_checkpoint, encode_checkpoint};
 
 fn file_error(path: &Path, detail: impl ToString) -> Error {
-    Error::CheckpointFile {
-        path: path.to_path_buf(),
-        detail: detail.to_string(),
-    }
+    Error::checkpoint_file(path, detail)
 }
 
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
@@ -95,7 +94,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 pub fn save<K: Serialize>(path: &Path, checkpoint: &K) -> Result<(), Error> {
-    let json = serde_json::to_vec(checkpoint).map_err(|e| file_error(path, e))?;
+    let json = encode_checkpoint(checkpoint).map_err(|e| file_error(path, e))?;
     write_atomic(path, &json).map_err(|e| file_error(path, e))
 }
 
@@ -112,16 +111,13 @@ pub fn load<K: DeserializeOwned>(path: &Path) -> Result<Option<K>, Error> {
     };
     let mut text = Vec::new();
     io::Read::read_to_end(
-        &mut io::Read::take(file, MAX_CHECKPOINT_FILE + 1),
+        &mut io::Read::take(file, MAX_CHECKPOINT_BYTES + 1),
         &mut text,
     )
     .map_err(|e| file_error(path, e))?;
-    if text.len() as u64 > MAX_CHECKPOINT_FILE {
-        return Err(file_error(path, "larger than any checkpoint"));
-    }
-    serde_json::from_slice(&text)
+    decode_checkpoint(&text)
         .map(Some)
-        .map_err(|e| file_error(path, format!("not a valid checkpoint ({e})")))
+        .map_err(|e| file_error(path, e))
 }
 
 /// Removes a checkpoint file; a missing file is not an error.

@@ -17,7 +17,8 @@
 //!   committed).
 //! - Memory: each fragment is read from the source when the machine asks for it and
 //!   released once acknowledged; peak memory is about one fragment plus a constant.
-//! - Machines: [`OneDriveUpload`] and [`DropboxUpload`] (sequential or concurrent
+//! - Machines: [`OneDriveUpload`](upload_session::onedrive::OneDriveUpload) and
+//!   [`DropboxUpload`](upload_session::dropbox::DropboxUpload) (sequential or concurrent
 //!   sessions), and any other [`UploadMachine`]. Requests go one at a time: a
 //!   concurrent Dropbox session completes, without parallelism.
 //!
@@ -72,13 +73,22 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
-mod error;
 mod source;
 mod transport;
 
-pub use error::Error;
 pub use source::{MAX_READ, Source};
 pub use upload_session;
+/// Why [`Upload::run`] (or a helper) did not return a completed upload: the core's
+/// [`AdapterError`](upload_session::driver::AdapterError), which the async adapter
+/// shares. No variant's `Display` or `Debug` shows a token or a pre-authenticated URL.
+pub use upload_session::driver::AdapterError as Error;
+/// A machine ready to run, and whether it continues a checkpoint.
+pub use upload_session::driver::Prepared;
+/// Progress of an upload, reported whenever the server acknowledges bytes (see
+/// [`Upload::on_progress`]).
+pub use upload_session::driver::Progress;
+/// A machine that can continue from its checkpoint (the glue [`resume_or_start`] needs).
+pub use upload_session::driver::Resumable;
 pub use ureq;
 
 use serde::Serialize;
@@ -89,11 +99,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use transport::{Sent, Settings};
-use upload_session::dropbox::{DropboxConfig, DropboxUpload};
-use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
+use upload_session::driver::{self, Abandon, AbandonStep, ProgressMeter};
 use upload_session::{
-    AccessToken, BuildError, Event, Output, RequestKind, ResumeError, SourceFingerprint,
-    UploadMachine,
+    AccessToken, BuildError, Event, Output, RequestKind, SourceFingerprint, UploadMachine,
 };
 
 /// A handle that stops an upload from another thread (or a signal handler).
@@ -128,21 +136,6 @@ impl CancelHandle {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
-}
-
-/// Progress of an upload, reported whenever the server acknowledges bytes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct Progress {
-    /// Bytes the server holds, counted from the start of the file.
-    pub acknowledged: u64,
-    /// File size.
-    pub total: u64,
-    /// Throughput of this run: request body bytes the server accepted (2xx), divided by
-    /// the time since [`Upload::run`] started.
-    pub bytes_per_second: f64,
-    /// Time since [`Upload::run`] started.
-    pub elapsed: Duration,
 }
 
 type TokenProvider<'a> = Box<dyn FnMut() -> Result<AccessToken, String> + 'a>;
@@ -308,34 +301,19 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
     }
 
     /// Calls the progress callback.
-    fn report(&mut self, started: Instant, acknowledged: u64, total: u64, accepted: u64) {
-        if let Some(f) = &mut self.progress {
-            let elapsed = started.elapsed();
-            let secs = elapsed.as_secs_f64();
-            f(&Progress {
-                acknowledged,
-                total,
-                bytes_per_second: if secs > 0.0 {
-                    accepted as f64 / secs
-                } else {
-                    0.0
-                },
-                elapsed,
-            });
+    fn report(&mut self, progress: Option<Progress>) {
+        if let (Some(f), Some(p)) = (&mut self.progress, progress) {
+            f(&p);
         }
     }
 
     /// Stops after the source changed: deletes the server session (so it neither blocks
     /// the target nor can be committed) and removes the now useless checkpoint.
     fn abandon(&mut self, agent: &ureq::Agent, error: Error) -> Result<M::Completed, Error> {
-        let started = Instant::now();
-        self.machine.cancel(started);
-        for _ in 0..16 {
-            if started.elapsed() > Duration::from_secs(30) {
-                break;
-            }
-            match self.machine.poll_output(Instant::now()) {
-                Output::Send(req) if req.kind() == RequestKind::Cancel => {
+        let mut abandon = Abandon::start(&mut self.machine, Instant::now());
+        loop {
+            match abandon.next(&mut self.machine, Instant::now()) {
+                AbandonStep::Send(req) => {
                     let id = req.id();
                     match transport::send(agent, req, &self.settings, None) {
                         Ok(Sent::Response(r)) => {
@@ -347,14 +325,12 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                         Ok(Sent::Cancelled) | Err(_) => break,
                     }
                 }
-                Output::Event(_) => {}
-                Output::Wait(Some(t))
-                    if t.saturating_duration_since(Instant::now()) < Duration::from_secs(5) =>
-                {
+                AbandonStep::Skip => {}
+                AbandonStep::SleepUntil(t) => {
                     std::thread::sleep(t.saturating_duration_since(Instant::now()));
                     self.machine.handle_timeout(Instant::now());
                 }
-                _ => break,
+                AbandonStep::Stop => break,
             }
         }
         if let Some(p) = &self.checkpoint_file {
@@ -376,18 +352,13 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
     {
         let agent = self.agent.take().unwrap_or_else(transport::default_agent);
         let started = Instant::now();
-        let mut accepted_data: u64 = 0;
-        let mut reported: u64 = 0;
+        let mut meter = ProgressMeter::new(started);
         self.machine.handle_wall_clock(started, SystemTime::now());
         loop {
             let output = self.machine.poll_output(Instant::now());
             // Events (a checkpoint above all) and the result are taken even after a
             // cancel; no new work is started.
-            let is_work = matches!(
-                output,
-                Output::Send(_) | Output::NeedData { .. } | Output::Wait(_)
-            );
-            if is_work && self.cancelled() {
+            if driver::starts_work(&output) && self.cancelled() {
                 return Err(self.cancelled_error());
             }
             match output {
@@ -401,9 +372,7 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                     let body_len = req.request().body().len() as u64;
                     match transport::send(&agent, req, &self.settings, self.cancel.as_ref())? {
                         Sent::Response(response) => {
-                            if response.status().is_success() {
-                                accepted_data += body_len;
-                            }
+                            meter.sent(response.status().is_success(), body_len);
                             let now = Instant::now();
                             self.machine.handle_wall_clock(now, SystemTime::now());
                             self.machine.handle_response(now, id, response)?;
@@ -447,8 +416,8 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                             acknowledged,
                             total,
                         } => {
-                            reported = *acknowledged;
-                            self.report(started, *acknowledged, *total, accepted_data);
+                            let p = meter.acknowledged(Instant::now(), *acknowledged, *total);
+                            self.report(Some(p));
                         }
                         _ => {}
                     }
@@ -469,10 +438,8 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                 Output::Finished(Ok(completed)) => {
                     // The last fragment's answer is the item, not a new offset: report
                     // the end so that progress reaches the total.
-                    let total = self.source.size();
-                    if reported < total {
-                        self.report(started, total, total, accepted_data);
-                    }
+                    let end = meter.finished(Instant::now(), self.source.size());
+                    self.report(end);
                     if let (Some(p), false) = (&self.checkpoint_file, self.keep_checkpoint) {
                         checkpoint::remove(p)?;
                     }
@@ -484,68 +451,13 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
     }
 }
 
-/// A machine that can continue from its checkpoint (the glue [`resume_or_start`] needs;
-/// each protocol's constructor differs).
-pub trait Resumable: UploadMachine + Sized {
-    /// The machine's behaviour configuration (not part of a checkpoint).
-    type Config;
-
-    /// Continues the upload `checkpoint` describes, reading `source` as it is now.
-    ///
-    /// # Errors
-    /// [`ResumeError::SourceChanged`] when the source differs from the checkpoint's;
-    /// other variants when the checkpoint is unusable.
-    fn resume(
-        checkpoint: Self::Checkpoint,
-        source: &SourceFingerprint,
-        config: Self::Config,
-        token: Option<AccessToken>,
-    ) -> Result<Self, ResumeError>;
-}
-
-impl Resumable for DropboxUpload {
-    type Config = DropboxConfig;
-
-    fn resume(
-        checkpoint: Self::Checkpoint,
-        source: &SourceFingerprint,
-        config: DropboxConfig,
-        token: Option<AccessToken>,
-    ) -> Result<Self, ResumeError> {
-        DropboxUpload::resume(checkpoint, source, config, token)
-    }
-}
-
-impl Resumable for OneDriveUpload {
-    type Config = OneDriveConfig;
-
-    fn resume(
-        checkpoint: Self::Checkpoint,
-        source: &SourceFingerprint,
-        config: OneDriveConfig,
-        token: Option<AccessToken>,
-    ) -> Result<Self, ResumeError> {
-        OneDriveUpload::resume(checkpoint, source, config, token)
-    }
-}
-
-/// A machine ready to run, and whether it continues a checkpoint.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Prepared<M> {
-    /// The machine.
-    pub machine: M,
-    /// True when it was resumed from the checkpoint file.
-    pub resumed: bool,
-}
-
 /// Resumes from `checkpoint_file` when it exists, else calls `start` with the source's
 /// fingerprint to build a new machine.
 ///
 /// # Errors
 /// [`Error::CheckpointFile`] when the file exists but cannot be read or parsed;
 /// [`Error::Resume`] when it cannot be resumed (for example
-/// [`ResumeError::SourceChanged`]: the source is not what was being uploaded; delete the
+/// [`ResumeError::SourceChanged`](upload_session::ResumeError::SourceChanged): the source is not what was being uploaded; delete the
 /// file to start over); [`Error::Build`] from `start`.
 ///
 /// # Examples
@@ -581,15 +493,6 @@ where
     M::Checkpoint: DeserializeOwned,
     F: FnOnce(SourceFingerprint, M::Config, Option<AccessToken>) -> Result<M, BuildError>,
 {
-    let fingerprint = source.fingerprint();
-    match checkpoint::load::<M::Checkpoint>(checkpoint_file)? {
-        Some(cp) => Ok(Prepared {
-            machine: M::resume(cp, &fingerprint, config, token)?,
-            resumed: true,
-        }),
-        None => Ok(Prepared {
-            machine: start(fingerprint, config, token)?,
-            resumed: false,
-        }),
-    }
+    let loaded = checkpoint::load::<M::Checkpoint>(checkpoint_file)?;
+    driver::prepare(loaded, source.fingerprint(), config, token, start)
 }

@@ -3,56 +3,35 @@
 //!
 //! See [`Source`] for what each kind can do.
 
-use crate::error::Error;
+use crate::Error;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 use upload_session::SourceFingerprint;
 use upload_session::bytes::Bytes;
+use upload_session::driver::{
+    FileStamp, ForwardRead, ForwardWindow, check_range, source_ended_early,
+};
 
-/// Largest range read at once. The machines ask for at most one fragment (OneDrive:
-/// 60 MiB, Dropbox: 150 MiB); anything larger is refused rather than allocated.
-pub const MAX_READ: u64 = 256 * 1024 * 1024;
+pub use upload_session::driver::MAX_READ;
 
 /// `Read + Seek`, as one object-safe trait.
 trait ReadSeek: Read + Seek {}
 impl<T: Read + Seek> ReadSeek for T {}
 
-/// What a file looked like when the upload started.
-#[derive(Clone, PartialEq, Eq)]
-struct FileState {
-    size: u64,
-    modified: Option<SystemTime>,
+/// What a file looks like now (the comparison and the stamp are the core's, shared with
+/// the async adapter so that checkpoints resume across adapters).
+fn file_stamp(meta: &std::fs::Metadata) -> FileStamp {
     #[cfg(unix)]
-    dev_ino: (u64, u64),
-}
-
-impl FileState {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    use std::os::unix::fs::MetadataExt;
+    FileStamp {
+        size: meta.len(),
+        modified: meta.modified().ok(),
         #[cfg(unix)]
-        use std::os::unix::fs::MetadataExt;
-        Self {
-            size: meta.len(),
-            modified: meta.modified().ok(),
-            #[cfg(unix)]
-            dev_ino: (meta.dev(), meta.ino()),
-        }
-    }
-
-    /// The modification stamp recorded in checkpoints.
-    fn stamp(&self) -> String {
-        let mut s = match self
-            .modified
-            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        {
-            Some(d) => format!("mtime:{}.{:09}", d.as_secs(), d.subsec_nanos()),
-            None => "mtime:unknown".to_string(),
-        };
-        #[cfg(unix)]
-        s.push_str(&format!(";dev:{};ino:{}", self.dev_ino.0, self.dev_ino.1));
-        s
+        device_inode: Some((meta.dev(), meta.ino())),
+        #[cfg(not(unix))]
+        device_inode: None,
     }
 }
 
@@ -60,15 +39,13 @@ enum Kind<'a> {
     File {
         file: File,
         path: PathBuf,
-        state: FileState,
+        state: FileStamp,
     },
     Seekable(Box<dyn ReadSeek + 'a>),
     Stream {
         reader: Box<dyn Read + 'a>,
-        /// Bytes consumed from the reader.
-        pos: u64,
-        /// The last range read: `(offset, bytes)`.
-        last: Option<(u64, Bytes)>,
+        /// What was consumed, and the last range read.
+        window: ForwardWindow,
     },
     Bytes(Bytes),
     Slice(&'a [u8]),
@@ -104,7 +81,7 @@ impl fmt::Debug for Source<'_> {
         let kind = match &self.kind {
             Kind::File { path, .. } => format!("file {}", path.display()),
             Kind::Seekable(_) => "seekable reader".to_string(),
-            Kind::Stream { pos, .. } => format!("reader at {pos}"),
+            Kind::Stream { window, .. } => format!("reader at {}", window.position()),
             Kind::Bytes(_) => "bytes".to_string(),
             Kind::Slice(_) => "slice".to_string(),
         };
@@ -113,12 +90,6 @@ impl fmt::Debug for Source<'_> {
             .field("size", &self.size)
             .field("stamp", &self.stamp)
             .finish()
-    }
-}
-
-fn changed(detail: impl Into<String>) -> Error {
-    Error::SourceChanged {
-        detail: detail.into(),
     }
 }
 
@@ -146,7 +117,7 @@ impl Source<'static> {
                 "not a regular file",
             ));
         }
-        let state = FileState::of(&meta);
+        let state = file_stamp(&meta);
         Ok(Source {
             size: state.size,
             stamp: state.stamp(),
@@ -200,8 +171,7 @@ impl<'a> Source<'a> {
             stamp: String::new(),
             kind: Kind::Stream {
                 reader: Box::new(reader),
-                pos: 0,
-                last: None,
+                window: ForwardWindow::new(),
             },
         }
     }
@@ -233,46 +203,14 @@ impl<'a> Source<'a> {
         let Kind::File { file, state, .. } = &self.kind else {
             return Ok(());
         };
-        let now = FileState::of(&file.metadata().map_err(Error::Source)?);
-        if now.size != state.size {
-            return Err(changed(format!(
-                "its size went from {} to {} bytes",
-                state.size, now.size
-            )));
-        }
-        if now != *state {
-            return Err(changed("it was modified (its modification time changed)"));
-        }
-        Ok(())
+        state.check_unchanged(&file_stamp(&file.metadata().map_err(Error::Source)?))
     }
 
     /// Returns `len` bytes at `offset`.
     pub(crate) fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, Error> {
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= self.size)
-            .ok_or_else(|| {
-                Error::Source(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "range {offset}+{len} is outside the source ({} bytes)",
-                        self.size
-                    ),
-                ))
-            })?;
-        if len > MAX_READ {
-            return Err(Error::Source(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a range of {len} bytes is more than {MAX_READ} at once"),
-            )));
-        }
-        let short = |got: usize| {
-            changed(format!(
-                "it ended at byte {} although it was {} bytes long",
-                offset + got as u64,
-                self.size
-            ))
-        };
+        let size = self.size;
+        let end = check_range(offset, len, size)?;
+        let short = |got: usize| source_ended_early(offset, got, size);
         match &mut self.kind {
             Kind::Bytes(b) => Ok(b.slice(offset as usize..end as usize)),
             Kind::Slice(s) => s
@@ -295,60 +233,26 @@ impl<'a> Source<'a> {
                 }
                 Ok(Bytes::from(buf))
             }
-            Kind::Stream { reader, pos, last } => {
-                // A retry of (part of) the last range: serve it from memory.
-                if let Some((start, data)) = last {
-                    let last_end = *start + data.len() as u64;
-                    if offset >= *start && end <= last_end {
-                        let from = (offset - *start) as usize;
-                        return Ok(data.slice(from..from + len as usize));
-                    }
-                }
-                let (prefix, read_from) = match last.take() {
-                    // Starts inside the last range and goes on past it.
-                    Some((start, data)) if offset >= start && offset < *pos => {
-                        (data.slice((offset - start) as usize..), *pos)
-                    }
-                    Some((start, _)) if offset < *pos => {
-                        return Err(Error::SourceNotRewindable {
-                            offset,
-                            buffered_from: start,
-                        });
-                    }
-                    None if offset < *pos => {
-                        return Err(Error::SourceNotRewindable {
-                            offset,
-                            buffered_from: *pos,
-                        });
-                    }
-                    _ => (Bytes::new(), offset),
+            Kind::Stream { reader, window } => {
+                let (prefix, skip, want) = match window.plan(offset, end)? {
+                    ForwardRead::Cached(data) => return Ok(data),
+                    ForwardRead::Read { prefix, skip, want } => (prefix, skip, want),
                 };
                 // Skip what the machine does not need (a resume past the start).
-                let skip = read_from - *pos;
                 if skip > 0 {
                     let skipped =
                         io::copy(&mut reader.take(skip), &mut io::sink()).map_err(Error::Source)?;
-                    *pos += skipped;
+                    window.advance(skipped);
                     if skipped < skip {
                         return Err(short(0));
                     }
                 }
-                let want = end - read_from;
                 let fresh = read_up_to(reader, want).map_err(Error::Source)?;
-                *pos += fresh.len() as u64;
+                window.advance(fresh.len() as u64);
                 if (fresh.len() as u64) < want {
                     return Err(short(prefix.len() + fresh.len()));
                 }
-                let data = if prefix.is_empty() {
-                    Bytes::from(fresh)
-                } else {
-                    let mut joined = Vec::with_capacity(len as usize);
-                    joined.extend_from_slice(&prefix);
-                    joined.extend_from_slice(&fresh);
-                    Bytes::from(joined)
-                };
-                *last = Some((offset, data.clone()));
-                Ok(data)
+                Ok(window.complete(offset, prefix, fresh))
             }
         }
     }
@@ -441,7 +345,7 @@ mod tests {
         // Same size, new modification time.
         f.set_len(4096).unwrap();
         let mut s = Source::file(&path).unwrap();
-        f.set_modified(SystemTime::now() + std::time::Duration::from_secs(5))
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
             .unwrap();
         assert!(matches!(
             s.check_unchanged(),

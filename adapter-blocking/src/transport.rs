@@ -7,11 +7,13 @@
 //! read with a cap.
 
 use crate::CancelHandle;
-use crate::error::Error;
+use crate::Error;
 use std::io::{self, Read};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use upload_session::bytes::Bytes;
+use upload_session::driver::{
+    self, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_REQUEST_TIMEOUT, check_scheme,
+};
 use upload_session::http;
 use upload_session::{OutgoingRequest, TransportFailure};
 
@@ -37,9 +39,9 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             allow_insecure_http: false,
-            connect_timeout: Some(Duration::from_secs(30)),
-            request_timeout: Duration::from_secs(15 * 60),
-            max_response_body: 1 << 20,
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
             expect_continue: true,
         }
     }
@@ -78,30 +80,6 @@ pub(crate) fn default_agent() -> ureq::Agent {
         .into()
 }
 
-/// True for `localhost` and loopback addresses (`127.0.0.0/8`, `::1`).
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
-/// Refuses schemes other than https, and http to non-loopback hosts unless allowed.
-pub(crate) fn check_scheme(uri: &http::Uri, allow_insecure: bool) -> Result<(), Error> {
-    let host = uri.host().unwrap_or("").to_string();
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if allow_insecure || is_loopback(&host) => Ok(()),
-        Some("http") => Err(Error::InsecureUrl { host }),
-        _ => Err(Error::Request(
-            "only http and https URLs can be sent".into(),
-        )),
-    }
-}
-
 /// A request body that stops when the cancel handle fires (so a cancel does not wait for
 /// a whole fragment to go out).
 struct CancellableBody<'a> {
@@ -123,22 +101,10 @@ impl Read for CancellableBody<'_> {
     }
 }
 
-/// Maps an I/O error kind onto a transport failure.
+/// Maps an I/O error onto a transport failure (the core's table; anything else is
+/// `Other`).
 fn io_failure(e: &io::Error) -> TransportFailure {
-    use io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused
-        | K::NotConnected
-        | K::AddrNotAvailable
-        | K::AddrInUse
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::NetworkDown => TransportFailure::Connect,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => TransportFailure::Reset,
-        K::UnexpectedEof => TransportFailure::Closed,
-        K::TimedOut | K::WouldBlock => TransportFailure::TimedOut,
-        _ => TransportFailure::Other,
-    }
+    driver::io_failure(e.kind()).unwrap_or(TransportFailure::Other)
 }
 
 /// Maps a ureq error: `Ok` is a failure to report to the machine, `Err` stops the upload.
@@ -198,15 +164,10 @@ pub(crate) fn send(
 ) -> Result<Sent, Error> {
     let (_, request, deadline) = req.into_parts();
     check_scheme(request.uri(), settings.allow_insecure_http)?;
-    let timeout = match deadline {
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Sent::Failure(TransportFailure::TimedOut));
-            }
-            left.min(settings.request_timeout)
-        }
-        None => settings.request_timeout,
+    let Some(timeout) =
+        driver::request_time_left(Instant::now(), deadline, settings.request_timeout)
+    else {
+        return Ok(Sent::Failure(TransportFailure::TimedOut));
     };
     let (mut parts, body) = request.into_parts();
     if settings.expect_continue && body.len() > EXPECT_CONTINUE_ABOVE {
@@ -287,47 +248,6 @@ fn run<S: ureq::AsSendBody>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for h in [
-            "localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-            "127.8.9.10",
-            "[::1]",
-            "::1",
-        ] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in [
-            "",
-            "example.com",
-            "10.0.0.1",
-            "192.168.1.1",
-            "[::2]",
-            "localhost.evil",
-        ] {
-            assert!(!is_loopback(h), "{h}");
-        }
-    }
-
-    #[test]
-    fn plain_http_needs_loopback_or_consent() {
-        let u = |s: &str| s.parse::<http::Uri>().unwrap();
-        assert!(check_scheme(&u("https://graph.microsoft.com/v1.0"), false).is_ok());
-        assert!(check_scheme(&u("http://127.0.0.1:8080/x"), false).is_ok());
-        assert!(check_scheme(&u("http://[::1]:8080/x"), false).is_ok());
-        assert!(matches!(
-            check_scheme(&u("http://graph.microsoft.com/v1.0"), false),
-            Err(Error::InsecureUrl { host }) if host == "graph.microsoft.com"
-        ));
-        assert!(check_scheme(&u("http://graph.microsoft.com/v1.0"), true).is_ok());
-        assert!(matches!(
-            check_scheme(&u("ftp://example.com/x"), true),
-            Err(Error::Request(_))
-        ));
-    }
 
     #[test]
     fn io_errors_map_onto_failures() {

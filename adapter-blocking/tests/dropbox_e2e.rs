@@ -12,8 +12,7 @@ use upload_session::dropbox::{
 };
 use upload_session::{AccessToken, Event, SourceFingerprint, UploadError};
 use upload_session_blocking::{CancelHandle, Error, Source, Upload, resume_or_start};
-use upload_session_emulator::server::{EmulatorServer, ServerOptions};
-use upload_session_emulator::{Fault, FaultPlan, RouteKind};
+use upload_session_emulator::FaultPlan;
 
 const MIB: u64 = 1 << 20;
 
@@ -51,26 +50,7 @@ fn a_file_is_uploaded_and_verified_by_content_hash() {
 
 #[test]
 fn resets_5xx_after_apply_throttling_and_a_lost_finish_are_survived() {
-    let plan = FaultPlan::none()
-        .script(
-            Some(RouteKind::DropboxAppend),
-            1,
-            Fault::Reset { keep_prefix: false },
-        )
-        .script(
-            Some(RouteKind::DropboxAppend),
-            3,
-            Fault::ErrorAfter { status: 500 },
-        )
-        .script(
-            Some(RouteKind::DropboxAppend),
-            5,
-            Fault::Throttle {
-                retry_after: Some(1),
-                plain_text: false,
-            },
-        )
-        .script(Some(RouteKind::DropboxFinish), 1, Fault::LostResponse);
+    let plan = testkit::dropbox_append_gauntlet();
     let server = server(plan);
     let bytes = data((6 * MIB + 3) as usize, 22);
     let n = bytes.len() as u64;
@@ -114,11 +94,7 @@ fn resets_5xx_after_apply_throttling_and_a_lost_finish_are_survived() {
 
 #[test]
 fn tls_with_the_emulator_certificate() {
-    let server = EmulatorServer::start(ServerOptions {
-        tls: true,
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = testkit::tls_server();
     let cert = ureq::tls::Certificate::from_pem(server.cert_pem().unwrap().as_bytes())
         .unwrap()
         .to_owned();

@@ -13,21 +13,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use upload_session::onedrive::Checkpoint;
 use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
+use upload_session_emulator::testkit;
 use upload_session_emulator::{DEFAULT_TOKEN, Violation};
 
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/examples/upload
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("upload{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test -p upload-session-blocking` (it builds the examples)",
-        path.display()
-    );
-    path
+    testkit::example_binary("upload", "upload-session-blocking")
 }
 
 /// A server slow enough to kill a client mid-upload.
@@ -104,10 +94,9 @@ fn finish(child: Child) -> Output {
 
 /// The one JSON line on stdout.
 fn item_json(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8(out.stdout.clone()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "one JSON line on stdout: {text:?}");
-    serde_json::from_str(lines[0]).unwrap()
+    let mut lines = testkit::json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "one JSON line on stdout: {lines:?}");
+    lines.remove(0)
 }
 
 /// Runs the example against a slow emulator, SIGKILLs it mid-upload, and runs it again

@@ -95,30 +95,7 @@ fn every_source_kind_uploads_the_exact_bytes() {
 fn resets_5xx_after_apply_and_throttling_are_survived() {
     // Scripted on the nth fragment PUT: a reset mid-body (nothing kept), a 500 after the
     // fragment was applied, a 429 with Retry-After: 1, and a reset that keeps a prefix.
-    let plan = FaultPlan::none()
-        .script(
-            Some(RouteKind::OneDrivePut),
-            2,
-            Fault::Reset { keep_prefix: false },
-        )
-        .script(
-            Some(RouteKind::OneDrivePut),
-            4,
-            Fault::ErrorAfter { status: 500 },
-        )
-        .script(
-            Some(RouteKind::OneDrivePut),
-            6,
-            Fault::Throttle {
-                retry_after: Some(1),
-                plain_text: false,
-            },
-        )
-        .script(
-            Some(RouteKind::OneDrivePut),
-            8,
-            Fault::Reset { keep_prefix: true },
-        );
+    let plan = testkit::onedrive_put_gauntlet();
     let server = server(plan);
     let bytes = data(12 * UNIT as usize + 5, 3);
     let n = bytes.len() as u64;
@@ -172,11 +149,7 @@ fn resets_5xx_after_apply_and_throttling_are_survived() {
 
 #[test]
 fn tls_with_the_emulator_certificate() {
-    let server = EmulatorServer::start(ServerOptions {
-        tls: true,
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = testkit::tls_server();
     assert!(server.url().starts_with("https://127.0.0.1:"));
     let pem = server.cert_pem().unwrap().to_string();
     let bytes = data(3 * UNIT as usize, 4);

@@ -25,6 +25,8 @@
 //!   §11, `Dropbox-API-Arg` escaping with surrogate pairs, per-request and whole-file
 //!   content hashes, checkpoints; see the [`dropbox`] module docs for its phases and
 //!   drive loop.
+//! - What every adapter needs, as pure helpers ([`driver`]): the adapters' error type,
+//!   the checkpoint file format, resume-or-start, progress, the scheme policy.
 //!
 //! ## Out of scope
 //! - Any I/O: sockets, TLS, files, timers, threads, clocks. Adapters own them.
@@ -190,6 +192,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod driver;
 pub mod dropbox;
 mod encoding;
 pub mod error;

@@ -9,7 +9,11 @@
 //! - the pure model [`Emulator::handle`]: `(now, http::Request<Bytes>) -> http::Response<Bytes>`
 //!   with virtual time, for in-memory tests (no sockets, no clocks);
 //! - the [`server`]: the same model behind hyper on 127.0.0.1, over HTTP/1.1 or TLS, with
-//!   streamed bodies, real socket faults and `/_emulator/` control endpoints.
+//!   streamed bodies, real socket faults and `/_emulator/` control endpoints;
+//! - the [`testkit`]: helpers for adapters' end-to-end tests and examples on top of the
+//!   server (stored-file and violation checks, deterministic data, example binaries),
+//!   and [`embedded`]: where an example client's uploads go (a service, a base URL, or
+//!   this emulator in-process).
 //!
 //! ## URL layout
 //! | Prefix | What |
@@ -44,12 +48,14 @@
 
 pub mod config;
 pub mod dropbox;
+pub mod embedded;
 pub mod faults;
 pub mod hash;
 pub mod ingest;
 pub mod onedrive;
 pub mod server;
 pub mod store;
+pub mod testkit;
 pub mod violations;
 pub mod wire;
 

@@ -1,14 +1,13 @@
 //! Dropbox scenario harness: fast-forwards a [`DropboxUpload`] to any phase and builds
 //! the service's responses. Panics on unexpected machine output, as tests want.
 
-use super::{VirtualClock, json, pattern, raw, start_wall};
+use super::{MachineHarness, Step, json, pattern, raw};
 use crate::dropbox::{
-    Checkpoint, CommitInfo, Completed, DropboxConfig, DropboxEvent, DropboxOutput, DropboxUpload,
-    SessionType, content_hash,
+    Checkpoint, CommitInfo, Completed, DropboxConfig, DropboxEvent, DropboxUpload, SessionType,
+    content_hash,
 };
-use crate::{AccessToken, OutgoingRequest, Output, RequestId, UploadError, UploadMachine};
+use crate::{AccessToken, OutgoingRequest, RequestId};
 use bytes::Bytes;
-use std::time::Instant;
 
 /// The content host scenarios use.
 pub const CONTENT: &str = "https://content.test/2/";
@@ -114,127 +113,12 @@ impl DropboxScenario {
 }
 
 /// What the harness stopped at.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // consumed at once
-pub enum DbxNext {
-    /// A request to answer.
-    Send(OutgoingRequest),
-    /// A wait.
-    Wait(Option<Instant>),
-    /// The end.
-    Finished(Result<Completed, UploadError>),
-}
+pub type DbxNext = Step<Completed>;
 
-/// A machine plus a virtual clock and its source bytes.
-#[derive(Debug)]
-pub struct DropboxHarness {
-    /// The machine.
-    pub m: DropboxUpload,
-    /// The clock.
-    pub clock: VirtualClock,
-    /// The source.
-    pub data: Bytes,
-    /// Every event seen so far.
-    pub events: Vec<DropboxEvent>,
-    /// Every range handed over with `provide_data` (offset, len).
-    pub reads: Vec<(u64, u64)>,
-}
+/// A Dropbox machine plus a virtual clock and its source bytes.
+pub type DropboxHarness = MachineHarness<DropboxUpload>;
 
 impl DropboxHarness {
-    /// Wraps a machine (for resumed ones).
-    pub fn with_machine(m: DropboxUpload, data: Bytes) -> Self {
-        let clock = VirtualClock::new(start_wall());
-        let mut h = Self {
-            m,
-            clock,
-            data,
-            events: Vec::new(),
-            reads: Vec::new(),
-        };
-        let (now, wall) = (h.clock.now(), h.clock.wall());
-        h.m.handle_wall_clock(now, wall);
-        h
-    }
-
-    /// Polls once (events are recorded).
-    pub fn poll(&mut self) -> DropboxOutput {
-        let o = self.m.poll_output(self.clock.now());
-        if let Output::Event(e) = &o {
-            self.events.push(e.clone());
-        }
-        o
-    }
-
-    /// Polls until a request, a wait or the end, serving data and recording events.
-    pub fn run(&mut self) -> DbxNext {
-        for _ in 0..100_000 {
-            match self.poll() {
-                Output::Send(r) => return DbxNext::Send(r),
-                Output::NeedData { offset, len } => {
-                    let data = self.data.slice(offset as usize..(offset + len) as usize);
-                    self.reads.push((offset, len));
-                    self.m.provide_data(offset, data).expect("data accepted");
-                }
-                Output::Event(_) => {}
-                Output::Wait(w) => return DbxNext::Wait(w),
-                Output::Finished(r) => return DbxNext::Finished(r),
-            }
-        }
-        panic!("the machine did not settle");
-    }
-
-    /// Like [`run`](Self::run), but also lets timers fire until a request or the end.
-    pub fn next_request(&mut self) -> DbxNext {
-        for _ in 0..1000 {
-            match self.run() {
-                DbxNext::Wait(Some(t)) => {
-                    self.clock.advance_to(t);
-                    let now = self.clock.now();
-                    self.m.handle_timeout(now);
-                }
-                other => return other,
-            }
-        }
-        panic!("no request after 1000 timers");
-    }
-
-    /// Expects a request (after letting timers fire).
-    pub fn expect_send(&mut self) -> OutgoingRequest {
-        match self.next_request() {
-            DbxNext::Send(r) => r,
-            other => panic!("expected a request, got {other:?}"),
-        }
-    }
-
-    /// Collects every request the machine emits before it waits (concurrent sessions
-    /// emit several).
-    pub fn expect_sends(&mut self) -> Vec<OutgoingRequest> {
-        let mut v = vec![self.expect_send()];
-        loop {
-            match self.run() {
-                DbxNext::Send(r) => v.push(r),
-                DbxNext::Wait(None) => return v,
-                other => panic!("expected requests then Wait(None), got {other:?}"),
-            }
-        }
-    }
-
-    /// Expects the end.
-    pub fn expect_finished(&mut self) -> Result<Completed, UploadError> {
-        match self.next_request() {
-            DbxNext::Finished(r) => r,
-            other => panic!("expected the end, got {other:?}"),
-        }
-    }
-
-    /// Answers request `id`.
-    pub fn respond(&mut self, id: RequestId, resp: http::Response<Bytes>) {
-        let now = self.clock.now();
-        self.m
-            .handle_response(now, id, resp)
-            .expect("known request");
-    }
-
     /// Answers 200 with JSON.
     pub fn ok(&mut self, id: RequestId, body: serde_json::Value) {
         self.respond(id, json(200, body));

@@ -2,16 +2,16 @@
 //! fast-forwards a OneDrive machine to any phase. Not part of the stable API; these
 //! helpers panic on unexpected machine output, as tests want.
 
+pub mod adapters;
 mod driver;
 pub mod dropbox;
+mod harness;
 pub use driver::{Delivery, DriveReport, drive};
+pub use harness::{MachineHarness, Step};
 
-use crate::onedrive::{
-    Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveEvent, OneDriveOutput,
-    OneDriveUpload, Target,
-};
+use crate::onedrive::{Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveUpload, Target};
 use crate::wallclock::format_rfc3339;
-use crate::{AccessToken, OutgoingRequest, Output, RequestId, UploadError, UploadMachine};
+use crate::{AccessToken, OutgoingRequest, RequestId};
 use bytes::Bytes;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -155,42 +155,15 @@ impl Scenario {
             b = b.access_token(AccessToken::new("test-token").expect("valid token"));
         }
         let m = b.build().expect("scenario builds");
-        let clock = VirtualClock::new(start_wall());
-        let mut h = Harness {
-            m,
-            clock,
-            data: pattern(self.size),
-            events: Vec::new(),
-        };
-        let (now, wall) = (h.clock.now(), h.clock.wall());
-        h.m.handle_wall_clock(now, wall);
-        h
+        Harness::with_machine(m, pattern(self.size))
     }
 }
 
 /// What the harness stopped at.
-#[derive(Debug)]
-pub enum Next {
-    /// A request to answer.
-    Send(OutgoingRequest),
-    /// A wait.
-    Wait(Option<Instant>),
-    /// The end.
-    Finished(Result<Completed, UploadError>),
-}
+pub type Next = Step<Completed>;
 
-/// A machine plus a virtual clock and its source bytes.
-#[derive(Debug)]
-pub struct Harness {
-    /// The machine.
-    pub m: OneDriveUpload,
-    /// The clock.
-    pub clock: VirtualClock,
-    /// The source.
-    pub data: Bytes,
-    /// Every event seen so far.
-    pub events: Vec<OneDriveEvent>,
-}
+/// A OneDrive machine plus a virtual clock and its source bytes.
+pub type Harness = MachineHarness<OneDriveUpload>;
 
 /// Builds a JSON response.
 pub fn json(status: u16, body: serde_json::Value) -> http::Response<Bytes> {
@@ -205,71 +178,6 @@ pub fn raw(status: u16, body: Bytes) -> http::Response<Bytes> {
 }
 
 impl Harness {
-    /// Polls once (raw output; events are recorded too).
-    pub fn poll(&mut self) -> OneDriveOutput {
-        let o = self.m.poll_output(self.clock.now());
-        if let Output::Event(e) = &o {
-            self.events.push(e.clone());
-        }
-        o
-    }
-
-    /// Polls until a request, a wait or the end, recording events and serving data.
-    pub fn run(&mut self) -> Next {
-        for _ in 0..10_000 {
-            match self.poll() {
-                Output::Send(r) => return Next::Send(r),
-                Output::NeedData { offset, len } => {
-                    let data = self.data.slice(offset as usize..(offset + len) as usize);
-                    self.m.provide_data(offset, data).expect("data accepted");
-                }
-                Output::Event(_) => {}
-                Output::Wait(w) => return Next::Wait(w),
-                Output::Finished(r) => return Next::Finished(r),
-            }
-        }
-        panic!("the machine did not settle");
-    }
-
-    /// Like [`run`](Self::run), but also lets timers fire until a request or the end.
-    pub fn next_request(&mut self) -> Next {
-        for _ in 0..1000 {
-            match self.run() {
-                Next::Wait(Some(t)) => {
-                    self.clock.advance_to(t);
-                    let now = self.clock.now();
-                    self.m.handle_timeout(now);
-                }
-                other => return other,
-            }
-        }
-        panic!("no request after 1000 timers");
-    }
-
-    /// Expects a request (after letting timers fire).
-    pub fn expect_send(&mut self) -> OutgoingRequest {
-        match self.next_request() {
-            Next::Send(r) => r,
-            other => panic!("expected a request, got {other:?}"),
-        }
-    }
-
-    /// Expects the end.
-    pub fn expect_finished(&mut self) -> Result<Completed, UploadError> {
-        match self.next_request() {
-            Next::Finished(r) => r,
-            other => panic!("expected the end, got {other:?}"),
-        }
-    }
-
-    /// Answers request `id`.
-    pub fn respond(&mut self, id: RequestId, resp: http::Response<Bytes>) {
-        let now = self.clock.now();
-        self.m
-            .handle_response(now, id, resp)
-            .expect("known request");
-    }
-
     /// Answers request `id` with JSON.
     pub fn respond_json(&mut self, id: RequestId, status: u16, body: serde_json::Value) {
         self.respond(id, json(status, body));

@@ -29,6 +29,7 @@ fn resumed(old: &Harness, cp: Checkpoint) -> Harness {
         clock,
         data: old.data.clone(),
         events: Vec::new(),
+        reads: Vec::new(),
     };
     let (now, wall) = (h.clock.now(), h.clock.wall());
     h.m.handle_wall_clock(now, wall);
@@ -179,6 +180,7 @@ fn a_resumed_upload_without_a_token_only_asks_for_one_when_needed() {
         clock: VirtualClock::new(start_wall()),
         data: old.data.clone(),
         events: Vec::new(),
+        reads: Vec::new(),
     };
     // The status query needs no token.
     let q = h.expect_send();

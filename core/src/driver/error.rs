@@ -1,19 +1,20 @@
-//! [`Error`]: why an async upload stopped (the same variants as the blocking adapter's).
-//!
-//! The core's verdict on the upload itself is [`Error::Upload`] (the machine's
-//! [`UploadError`], with its [`RetryClass`](upload_session::RetryClass)); everything else
-//! is about the adapter's side of things: the source, the caller's handles, TLS, the
-//! checkpoint file. Adapters wrap core errors, never the reverse (STYLE §4).
+//! [`AdapterError`]: why an adapter's upload stopped.
 
+use crate::{BuildError, Misuse, ResumeError, UploadError};
 use std::io;
-use std::path::PathBuf;
-use upload_session::{BuildError, Misuse, ResumeError, UploadError};
+use std::path::{Path, PathBuf};
 
-/// Why [`Upload::run`](crate::Upload::run) (or a helper) did not return a completed
-/// upload. No variant's `Display` or `Debug` shows a token or a pre-authenticated URL.
+/// Why an adapter's upload (or one of its helpers) did not return a completed upload.
+///
+/// The core's verdict on the upload itself is [`AdapterError::Upload`] (the machine's
+/// [`UploadError`], with its [`RetryClass`](crate::RetryClass)); everything else is
+/// about the adapter's side of things: the source, the caller's handles, TLS, the
+/// checkpoint file. Both adapters (`upload-session-blocking` and `upload-session-async`)
+/// re-export this type as their `Error`. No variant's `Display` or `Debug` shows a token
+/// or a pre-authenticated URL.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum AdapterError {
     /// The machine finished with an error (after its own retries, resyncs and restarts).
     #[error("upload failed: {0}")]
     Upload(#[from] UploadError),
@@ -34,8 +35,8 @@ pub enum Error {
     #[error("reading the source failed: {0}")]
     Source(#[source] io::Error),
 
-    /// The machine asked for bytes a plain [`AsyncRead`](tokio::io::AsyncRead) source can
-    /// no longer produce (it keeps only the last fragment it read). Use a seekable source for
+    /// The machine asked for bytes a plain (forward-only) reader source can no longer
+    /// produce (it keeps only the last fragment it read). Use a seekable source for
     /// uploads that may need to go back further (a session restart sends everything
     /// again).
     #[error(
@@ -48,8 +49,9 @@ pub enum Error {
         buffered_from: u64,
     },
 
-    /// The [`CancellationToken`](crate::CancellationToken) was cancelled. The server
-    /// session is kept, so the upload can be resumed from the latest checkpoint.
+    /// The adapter's cancel handle (blocking: `CancelHandle`, async:
+    /// `CancellationToken`) was triggered. The server session is kept, so the upload can
+    /// be resumed from the latest checkpoint.
     #[error("cancelled{}", match .checkpoint { Some(p) => format!(" (checkpoint saved in {})", p.display()), None => String::new() })]
     Cancelled {
         /// The checkpoint file, when one was configured and written at least once.
@@ -57,8 +59,8 @@ pub enum Error {
     },
 
     /// A request would have gone over plain `http://` to a host that is not loopback
-    /// and insecure HTTP was not allowed
-    /// ([`Upload::allow_insecure_http`](crate::Upload::allow_insecure_http)).
+    /// and insecure HTTP was not allowed (the adapters' `Upload::allow_insecure_http`;
+    /// see [`check_scheme`](super::check_scheme)).
     #[error(
         "refusing plain http to {host}: use https, a loopback host, or allow insecure http explicitly"
     )]
@@ -106,22 +108,46 @@ pub enum Error {
     #[error("the upload waits for a caller command this driver does not give: {0}")]
     Stalled(&'static str),
 
-    /// The driver broke the machine's contract: a bug in this crate.
+    /// The driver broke the machine's contract: a bug in the adapter.
     #[error("adapter bug: {0}")]
     Misuse(#[from] Misuse),
 }
 
-impl Error {
+impl AdapterError {
     /// True when the upload can be continued later from its checkpoint: it was
     /// cancelled, the source could not be read, or the machine gave up on retries.
+    ///
+    /// # Examples
+    /// ```
+    /// use upload_session::driver::AdapterError;
+    /// assert!(AdapterError::Cancelled { checkpoint: None }.is_resumable());
+    /// assert!(!AdapterError::Tls("unknown issuer".into()).is_resumable());
+    /// ```
     pub fn is_resumable(&self) -> bool {
         match self {
-            Error::Cancelled { .. } | Error::Source(_) | Error::SourceNotRewindable { .. } => true,
-            Error::Upload(e) => matches!(
+            AdapterError::Cancelled { .. }
+            | AdapterError::Source(_)
+            | AdapterError::SourceNotRewindable { .. } => true,
+            AdapterError::Upload(e) => matches!(
                 e,
                 UploadError::TooManyRetries { .. } | UploadError::TooManyRestarts { .. }
             ),
             _ => false,
+        }
+    }
+
+    /// [`AdapterError::CheckpointFile`] for `path`.
+    pub fn checkpoint_file(path: &Path, detail: impl ToString) -> Self {
+        AdapterError::CheckpointFile {
+            path: path.to_path_buf(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// [`AdapterError::SourceChanged`] with `detail`.
+    pub fn source_changed(detail: impl Into<String>) -> Self {
+        AdapterError::SourceChanged {
+            detail: detail.into(),
         }
     }
 }
