@@ -8,8 +8,9 @@
 //! Two ways to use it:
 //! - the pure model [`Emulator::handle`]: `(now, http::Request<Bytes>) -> http::Response<Bytes>`
 //!   with virtual time, for in-memory tests (no sockets, no clocks);
-//! - the [`server`]: the same model behind hyper on 127.0.0.1, over HTTP/1.1 or TLS, with
-//!   streamed bodies, real socket faults and `/_emulator/` control endpoints.
+//! - the `server` module (default feature `server`): the same model behind hyper on
+//!   127.0.0.1, over HTTP/1.1 or TLS, with streamed bodies, real socket faults and
+//!   `/_emulator/` control endpoints.
 //!
 //! ## URL layout
 //! | Prefix | What |
@@ -48,6 +49,7 @@ pub mod faults;
 pub mod hash;
 pub mod ingest;
 pub mod onedrive;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod store;
 pub mod violations;
