@@ -733,16 +733,31 @@ impl Run {
         cfg: &DropboxConfig,
     ) -> Option<DropboxUpload> {
         let cp = self.last_cp.clone()?;
-        // The new process forgets what the server told it since the checkpoint: the
-        // emulator cannot know that, so it may flag the (correct) re-query.
-        if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
-            self.clean = false;
-        }
-        self.flights.clear();
         let json = cp.to_json().expect("a checkpoint does not serialise");
         let cp = Checkpoint::from_json(&json).expect("a checkpoint does not read back");
         let token = AccessToken::new(self.emu.issue_token()).ok();
-        let m = DropboxUpload::resume(cp, fingerprint, cfg.clone(), token).ok()?;
+        // A refused resume (a typed error, e.g. the session expired while the process was
+        // down) leaves the running process as it was: no crash happened, and its requests
+        // are still on the wire.
+        let m = match DropboxUpload::resume(cp, fingerprint, cfg.clone(), token) {
+            Ok(m) => m,
+            Err(e) => {
+                if shapes::trace() {
+                    eprintln!("    resume refused: {e:?}");
+                }
+                return None;
+            }
+        };
+        if shapes::trace() {
+            eprintln!("    crash, resumed from the last checkpoint");
+        }
+        // The new process forgets what the server told it since the checkpoint: the
+        // emulator cannot know that, so it may flag the (correct) re-query.
+        if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
+            // An applied request whose answer died with the process.
+            self.clean = false;
+        }
+        self.flights.clear();
         self.last_offset = None;
         self.resynced = false;
         Some(m)

@@ -35,7 +35,7 @@ fn empty_and_tiny_inputs_are_handled() {
 /// checked-in corpus of both goes through one every time here.
 #[test]
 fn response_corpus_replays_inside_an_upload() {
-    let targets: [(&str, fn(&[u8])); 2] = [
+    let targets: [upload_session_fuzz::Target; 2] = [
         ("onedrive_response", onedrive_response_in_upload),
         ("dropbox_response", dropbox_response_in_upload),
     ];
