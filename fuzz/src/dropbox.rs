@@ -30,7 +30,7 @@ use http::{HeaderMap, Response};
 use serde_json::{Value, json};
 use std::time::Duration;
 use upload_session::dropbox::{
-    Checkpoint, CommitInfo, Completed, DropboxConfig, DropboxUpload, SessionType, content_hash,
+    Checkpoint, CommitInfo, Completed, DropboxConfig, DropboxUpload, SessionType,
 };
 use upload_session::retry::RetryPolicy;
 use upload_session::{
@@ -46,14 +46,25 @@ const HONEST_STEPS: u64 = 40_000;
 const MAX_STEPS: u64 = 100_000;
 const PATH: &str = "/fz/file é.bin";
 
-/// Dropbox response parsing: the parsers on any body and headers, then arbitrary
-/// responses at one phase of an upload (start, append, finish, get_metadata).
+/// Dropbox response parsing: status, headers and body through the core's parsers (its
+/// `fuzzing` module), with their bounds checked. One input in [`shapes::UPLOAD_ONE_IN`]
+/// also answers one phase (start, append, finish, get_metadata) of a real, small,
+/// sequential upload with the generated response: see [`dropbox_response_in_upload`].
 pub fn dropbox_response(data: &[u8]) {
+    parse_one(data, shapes::selected_for_upload(data));
+}
+
+/// [`dropbox_response`] with the upload phase always on (what the seed replay runs).
+pub fn dropbox_response_in_upload(data: &[u8]) {
+    parse_one(data, true);
+}
+
+fn parse_one(data: &[u8], upload: bool) {
     if let Some(lit) = shapes::Literal::parse(data) {
         for cap in [16, 1 << 20] {
             check_parsed(lit.response.body(), lit.response.headers(), cap, lit.n);
         }
-        if lit.phase != "batch" {
+        if upload && lit.phase != "batch" {
             let _ = run(&mut Unstructured::new(&[]), &Mode::Literal(lit));
         }
         return;
@@ -62,7 +73,7 @@ pub fn dropbox_response(data: &[u8]) {
     let ctx = Ctx {
         size: 10_000_000,
         range: Some((4_194_304, 8_388_608)),
-        content_hash: content_hash(b""),
+        content_hash: upload_session::dropbox::EMPTY_CONTENT_HASH.into(),
         session: "pid_upload_session:ABC".into(),
         entries: 3,
         ..Ctx::default()
@@ -87,9 +98,11 @@ pub fn dropbox_response(data: &[u8]) {
     };
     let expected = u.int_in_range(0usize..=4).unwrap_or(1);
     check_parsed(resp.body(), resp.headers(), cap, expected);
-    let first = u.int_in_range(0u8..=10).unwrap_or(0);
-    let count = u.int_in_range(1u8..=4).unwrap_or(1);
-    let _ = run(&mut u, &Mode::Response { first, count });
+    if upload {
+        let first = u.int_in_range(0u8..=6).unwrap_or(0);
+        let count = u.int_in_range(1u8..=4).unwrap_or(1);
+        let _ = run(&mut u, &Mode::Response { first, count });
+    }
 }
 
 /// The Dropbox machines (sequential and concurrent) under arbitrary server behaviour.
@@ -208,7 +221,6 @@ struct Run {
     chunk: u64,
     concurrent: bool,
     parallelism: usize,
-    src: Bytes,
     hash: Option<String>,
     clock: Clock,
     emu: Emulator,
@@ -227,8 +239,10 @@ struct Run {
 }
 
 fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
-    // Concurrent sessions need 4 MiB blocks (slow to hash): one input in sixteen.
-    let concurrent = !u.ratio(15u8, 16)? && !matches!(mode, Mode::Literal(_));
+    // Concurrent sessions need 4 MiB blocks (the core and the emulator hash each 4 MiB
+    // three times: slow): one input in thirty-two. The response target answers a small
+    // sequential upload.
+    let concurrent = !u.ratio(31u8, 32)? && matches!(mode, Mode::Machine);
     let (chunk, size) = if concurrent {
         let chunk = BLOCK;
         let size = match u.int_in_range(0u8..=7)? {
@@ -244,11 +258,17 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
             1 | 2 => u.int_in_range(1u64..=4096)?,
             _ => u.int_in_range(1u64..=65_536)?,
         };
+        // Up to five chunks, small files (hashing dominates the cost of a run).
+        let max = if matches!(mode, Mode::Machine) {
+            65_536
+        } else {
+            8192
+        };
         let size = match u.int_in_range(0u8..=5)? {
             0 => 0,
-            1 => u.int_in_range(1u64..=chunk)?,
-            2 => chunk * u.int_in_range(1u64..=4)?,
-            _ => u.int_in_range(1u64..=(chunk * 5).min(300_000))?,
+            1 => u.int_in_range(1u64..=chunk.min(max))?,
+            2 => (chunk * u.int_in_range(1u64..=4)?).min(max),
+            _ => u.int_in_range(1u64..=(chunk * 5).min(max))?,
         };
         (chunk, size)
     };
@@ -308,7 +328,6 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
         chunk,
         concurrent,
         parallelism: if concurrent { parallelism as usize } else { 1 },
-        src: src.clone(),
         hash: None,
         clock: Clock::new(),
         emu,
@@ -467,7 +486,7 @@ fn arg_of(req: &http::Request<Bytes>) -> Value {
 impl Run {
     fn content_hash(&mut self) -> String {
         if self.hash.is_none() {
-            self.hash = Some(content_hash(&self.src));
+            self.hash = Some(shapes::source_content_hash(self.size));
         }
         self.hash.clone().unwrap_or_default()
     }
@@ -714,24 +733,35 @@ impl Run {
         cfg: &DropboxConfig,
     ) -> Option<DropboxUpload> {
         let cp = self.last_cp.clone()?;
-        // The new process forgets what the server told it since the checkpoint: the
-        // emulator cannot know that, so it may flag the (correct) re-query.
-        if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
-            self.clean = false;
-        }
         let json = cp.to_json().expect("a checkpoint does not serialise");
         let cp = Checkpoint::from_json(&json).expect("a checkpoint does not read back");
         let token = AccessToken::new(self.emu.issue_token()).ok();
-        // A checkpoint the machine emitted itself must always resume (a failure here
-        // once hid a real bug: a Dropbox checkpoint taken right after a forward resync).
+        // A refused resume (a typed error, e.g. the session expired while the process was
+        // down) leaves the running process as it was: no crash happened, and its requests
+        // are still on the wire.
         let m = match DropboxUpload::resume(cp, fingerprint, cfg.clone(), token) {
             Ok(m) => m,
+            // A checkpoint the machine emitted itself must never be inconsistent (this
+            // caught a real bug: a Dropbox checkpoint taken right after a forward resync).
             Err(upload_session::ResumeError::Inconsistent(why)) => {
                 panic!("the machine emitted a checkpoint it cannot resume: {why}")
             }
-            Err(_) => return None,
+            Err(e) => {
+                if shapes::trace() {
+                    eprintln!("    resume refused: {e:?}");
+                }
+                return None;
+            }
         };
-        // Only now does the old process die: its requests' answers are never read.
+        if shapes::trace() {
+            eprintln!("    crash, resumed from the last checkpoint");
+        }
+        // The new process forgets what the server told it since the checkpoint: the
+        // emulator cannot know that, so it may flag the (correct) re-query.
+        if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
+            // An applied request whose answer died with the process.
+            self.clean = false;
+        }
         self.flights.clear();
         self.last_offset = None;
         self.resynced = false;

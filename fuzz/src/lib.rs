@@ -9,7 +9,7 @@
 //!
 //! | target | what |
 //! |---|---|
-//! | [`onedrive_response`] | OneDrive parsers on any body/headers, and arbitrary responses at each phase of the machine |
+//! | [`onedrive_response`] | OneDrive parsers on any status/headers/body; one input in 32 also answers a phase of a real upload |
 //! | [`dropbox_response`] | the same for Dropbox (start, append, finish, get_metadata, finish_batch_v2) |
 //! | [`onedrive_machine`] | the OneDrive machine against a scripted server (honest emulator, garbage, transport failures, time jumps, cancel, token expiry, crash + resume) with protocol invariants |
 //! | [`dropbox_machine`] | the same for Dropbox sequential and concurrent sessions |
@@ -32,9 +32,9 @@ mod onedrive;
 mod shapes;
 
 pub use api_arg::dropbox_api_arg;
-pub use dropbox::{dropbox_machine, dropbox_response};
+pub use dropbox::{dropbox_machine, dropbox_response, dropbox_response_in_upload};
 pub use emulator::emulator_request;
-pub use onedrive::{onedrive_machine, onedrive_response};
+pub use onedrive::{onedrive_machine, onedrive_response, onedrive_response_in_upload};
 
 use std::path::{Path, PathBuf};
 

@@ -27,9 +27,8 @@ use http::{HeaderMap, Method, Response};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
-use upload_session::hash::Sha256State;
 use upload_session::onedrive::{
-    Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveUpload, QuickXorHash, Target,
+    Checkpoint, Completed, DeferCommit, OneDriveConfig, OneDriveUpload, Target,
 };
 use upload_session::retry::RetryPolicy;
 use upload_session::{
@@ -49,14 +48,31 @@ pub const HONEST_STEPS: u64 = 20_000;
 const MAX_STEPS: u64 = 60_000;
 const PATH: &str = "/fz/file.bin";
 
-/// OneDrive response parsing: the parsers on any body and headers, then arbitrary
-/// responses at one phase of an upload (create, fragment, status, commit, metadata, …).
+/// OneDrive response parsing: status, headers and body through the core's parsers (its
+/// `fuzzing` module), with their bounds checked. One input in [`shapes::UPLOAD_ONE_IN`]
+/// (chosen by a hash of the input, so the share holds whatever the corpus looks like) also
+/// answers one phase of a real (small) upload with the generated response: see
+/// [`onedrive_response_in_upload`]. The machine target scripts garbled answers at every
+/// phase anyway, so the parse target does not pay for a whole upload per execution.
 pub fn onedrive_response(data: &[u8]) {
+    parse_one(data, shapes::selected_for_upload(data), false);
+}
+
+/// [`onedrive_response`] with the upload phase always on, and a literal response (a seed)
+/// answering a two-fragment upload rather than a small one: what the seed replay runs.
+pub fn onedrive_response_in_upload(data: &[u8]) {
+    parse_one(data, true, true);
+}
+
+fn parse_one(data: &[u8], upload: bool, two_fragments: bool) {
     if let Some(lit) = shapes::Literal::parse(data) {
         for cap in [16, 1 << 20] {
             check_parsed(lit.response.body(), lit.response.headers(), cap);
         }
-        let _ = run(&mut Unstructured::new(&[]), &Mode::Literal(lit));
+        if upload {
+            let size = if two_fragments { UNIT + 100 } else { 1000 };
+            let _ = run(&mut Unstructured::new(&[]), &Mode::Literal(lit, size));
+        }
         return;
     }
     let mut u = Unstructured::new(data);
@@ -64,6 +80,9 @@ pub fn onedrive_response(data: &[u8]) {
     let ctx = Ctx {
         size: 1_000_000,
         range: Some((327_680, 655_360)),
+        qxh: "TADXUJco6p+nPaZjPJ/9E2la2bE=".into(),
+        sha: "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".into(),
+        session: "https://sn3302.up.1drv.com/up/fe6987415ace7X4e1eF866337".into(),
         ..Ctx::default()
     };
     let resp = if u.ratio(1u8, 3).unwrap_or(false) {
@@ -90,10 +109,13 @@ pub fn onedrive_response(data: &[u8]) {
         1 << 20
     };
     check_parsed(resp.body(), resp.headers(), cap);
-    // 2. The machine, garbled answers from request `first` for `count` requests.
-    let first = u.int_in_range(0u8..=12).unwrap_or(0);
-    let count = u.int_in_range(1u8..=4).unwrap_or(1);
-    let _ = run(&mut u, &Mode::Response { first, count });
+    // 2. The machine (a small file), garbled answers from request `first` for `count`
+    // requests.
+    if upload {
+        let first = u.int_in_range(0u8..=5).unwrap_or(0);
+        let count = u.int_in_range(1u8..=4).unwrap_or(1);
+        let _ = run(&mut u, &Mode::Response { first, count });
+    }
 }
 
 /// The OneDrive machine under arbitrary server behaviour (see the module docs).
@@ -124,8 +146,9 @@ enum Mode {
         first: u8,
         count: u8,
     },
-    /// A seed: this response answers the first request of its phase.
-    Literal(shapes::Literal),
+    /// A seed: this response answers the first request of its phase of an upload of
+    /// this many bytes.
+    Literal(shapes::Literal, u64),
 }
 
 fn phase_of(kind: RequestKind) -> &'static str {
@@ -189,9 +212,8 @@ struct Run {
     size: u64,
     fragment: u64,
     qxh: String,
-    /// The source's SHA-256, computed when first needed.
+    /// The source's SHA-256 and QuickXorHash, computed when first needed.
     sha: String,
-    src: Bytes,
     clock: Clock,
     emu: Emulator,
     flights: VecDeque<Flight>,
@@ -240,19 +262,21 @@ fn machine_config(u: &mut Unstructured<'_>, base: &str) -> OneDriveConfig {
 
 fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
     // The upload.
-    // Mostly small files (cheap to hash, so the fuzzer runs fast); one input in eight
-    // spans two or three fragments.
-    let size = match u.int_in_range(0u8..=15)? {
+    // Mostly small files (the core hashes all it uploads: SHA-256 and QuickXorHash of
+    // 320 KiB cost more than the rest of a run, so the fuzzer runs fast only on small
+    // ones); one input in sixteen is a whole fragment or spans two or three. The response
+    // target answers small files only.
+    let size = match u.int_in_range(0u8..=31)? {
         0 => 0,
-        1..=11 => u.int_in_range(1u64..=4096)?,
-        12 => u.int_in_range(1u64..=UNIT)?,
-        13 => UNIT,
-        14 => UNIT + u.int_in_range(1u64..=2000)?,
+        n if n <= 27 || matches!(mode, Mode::Response { .. }) => u.int_in_range(1u64..=4096)?,
+        28 => UNIT - u.int_in_range(0u64..=100)?,
+        29 => UNIT,
+        30 => UNIT + u.int_in_range(1u64..=2000)?,
         _ => 2 * UNIT + u.int_in_range(0u64..=100)?,
     };
     let fragment = if u.ratio(1u8, 8)? { 2 * UNIT } else { UNIT };
     let (size, literal_commit) = match mode {
-        Mode::Literal(l) => (UNIT + 100, l.phase == "commit"),
+        Mode::Literal(l, size) => (*size, l.phase == "commit"),
         _ => (size, false),
     };
     let defer = if literal_commit {
@@ -277,8 +301,6 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
     let cfg = machine_config(u, &base);
 
     let src = shapes::source(size);
-    let mut q = QuickXorHash::new();
-    q.update(&src);
     let fingerprint = SourceFingerprint::new(size, "fuzz");
     let Ok(token) = AccessToken::new(DEFAULT_TOKEN) else {
         return Ok(());
@@ -296,9 +318,8 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
     let mut r = Run {
         size,
         fragment,
-        qxh: q.base64(),
+        qxh: String::new(),
         sha: String::new(),
-        src: src.clone(),
         clock: Clock::new(),
         emu,
         flights: VecDeque::new(),
@@ -443,11 +464,16 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
 impl Run {
     fn sha(&mut self) -> String {
         if self.sha.is_empty() {
-            let mut s = Sha256State::new();
-            s.update(&self.src);
-            self.sha = s.hex();
+            self.sha = shapes::source_sha256(self.size);
         }
         self.sha.clone()
+    }
+
+    fn qxh(&mut self) -> String {
+        if self.qxh.is_empty() {
+            self.qxh = shapes::source_qxh(self.size);
+        }
+        self.qxh.clone()
     }
 
     fn ctx(&mut self, range: Option<(u64, u64)>) -> Ctx {
@@ -455,7 +481,7 @@ impl Run {
         Ctx {
             size: self.size,
             range,
-            qxh: self.qxh.clone(),
+            qxh: self.qxh(),
             sha,
             session: self.upload_url.clone(),
             ..Ctx::default()
@@ -497,11 +523,11 @@ impl Run {
                     Act::Honest
                 }
             }
-            Mode::Literal(l) if !self.literal_used && l.phase == phase_of(kind) => {
+            Mode::Literal(l, _) if !self.literal_used && l.phase == phase_of(kind) => {
                 self.literal_used = true;
                 Act::Garbled
             }
-            Mode::Literal(_) => Act::Honest,
+            Mode::Literal(..) => Act::Honest,
         };
         if shapes::trace() {
             let arg = req
@@ -551,7 +577,7 @@ impl Run {
             Act::Garbled => {
                 self.clean = false;
                 let resp = match mode {
-                    Mode::Literal(l) => l.response(),
+                    Mode::Literal(l, _) => l.response(),
                     _ => garbled(u, kind, &self.ctx(range)),
                 };
                 (Delivery::Response(resp), false)
@@ -689,25 +715,35 @@ impl Run {
         cfg: &OneDriveConfig,
     ) -> Option<OneDriveUpload> {
         let cp = self.last_cp.clone()?;
+        let json = cp.to_json().expect("a checkpoint does not serialise");
+        let cp = Checkpoint::from_json(&json).expect("a checkpoint does not read back");
+        let token = AccessToken::new(self.emu.issue_token()).ok();
+        // A refused resume (a typed error, e.g. the session expired while the process was
+        // down) leaves the running process as it was: no crash happened, and its requests
+        // are still on the wire.
+        let m = match OneDriveUpload::resume(cp, fingerprint, cfg.clone(), token) {
+            Ok(m) => m,
+            // A checkpoint the machine emitted itself must never be inconsistent (this
+            // caught a real bug: a Dropbox checkpoint taken right after a forward resync).
+            Err(upload_session::ResumeError::Inconsistent(why)) => {
+                panic!("the machine emitted a checkpoint it cannot resume: {why}")
+            }
+            Err(e) => {
+                if shapes::trace() {
+                    eprintln!("    resume refused: {e:?}");
+                }
+                return None;
+            }
+        };
+        if shapes::trace() {
+            eprintln!("    crash, resumed from the last checkpoint");
+        }
         // The new process forgets what the server told it since the checkpoint: the
         // emulator cannot know that, so it may flag the (correct) re-query.
         if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {
             // An applied request whose answer died with the process.
             self.clean = false;
         }
-        let json = cp.to_json().expect("a checkpoint does not serialise");
-        let cp = Checkpoint::from_json(&json).expect("a checkpoint does not read back");
-        let token = AccessToken::new(self.emu.issue_token()).ok();
-        // A checkpoint the machine emitted itself must always resume (a failure here
-        // once hid a real bug: a Dropbox checkpoint taken right after a forward resync).
-        let m = match OneDriveUpload::resume(cp, fingerprint, cfg.clone(), token) {
-            Ok(m) => m,
-            Err(upload_session::ResumeError::Inconsistent(why)) => {
-                panic!("the machine emitted a checkpoint it cannot resume: {why}")
-            }
-            Err(_) => return None,
-        };
-        // Only now does the old process die: its requests' answers are never read.
         self.flights.clear();
         self.last_fragment = None;
         self.resynced = false;
@@ -726,8 +762,9 @@ impl Run {
                     Some(self.size),
                     "success with the wrong size"
                 );
+                let qxh = self.qxh();
                 if let Some(h) = &done.item.quick_xor_hash {
-                    assert_eq!(h, &self.qxh, "success with a wrong quickXorHash");
+                    assert_eq!(h, &qxh, "success with a wrong quickXorHash");
                     assert!(done.verification.quick_xor);
                 }
                 if let Some(h) = &done.item.sha256_hash {
@@ -745,10 +782,7 @@ impl Run {
                         rec.content.size, self.size,
                         "the emulator holds other bytes"
                     );
-                    assert_eq!(
-                        rec.content.quick_xor_hash.as_deref(),
-                        Some(self.qxh.as_str())
-                    );
+                    assert_eq!(rec.content.quick_xor_hash.as_deref(), Some(qxh.as_str()));
                 }
             }
             Err(UploadError::Internal { detail }) => panic!("internal error: {detail}"),

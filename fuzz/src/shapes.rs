@@ -6,6 +6,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +45,85 @@ pub fn source(size: u64) -> Bytes {
         Bytes::from(v)
     });
     big.slice(..size.min(MAX_SOURCE) as usize)
+}
+
+/// Digests of source prefixes, cached per size: most executions upload one of a few sizes
+/// (a corpus entry and its mutants), and hashing hundreds of KiB in an instrumented build
+/// costs more than the rest of a run. Bounded: at most [`DIGEST_CACHE`] sizes are kept.
+struct Digests {
+    qxh: HashMap<u64, String>,
+    sha: HashMap<u64, String>,
+}
+
+/// Most source sizes whose digests are cached (per digest).
+const DIGEST_CACHE: usize = 4096;
+
+fn cached(map: &mut HashMap<u64, String>, size: u64, f: impl FnOnce(&[u8]) -> String) -> String {
+    if let Some(v) = map.get(&size) {
+        return v.clone();
+    }
+    let v = f(&source(size));
+    if map.len() >= DIGEST_CACHE {
+        map.clear();
+    }
+    map.insert(size, v.clone());
+    v
+}
+
+thread_local! {
+    static DIGESTS: RefCell<Digests> = RefCell::new(Digests { qxh: HashMap::new(), sha: HashMap::new() });
+}
+
+/// The QuickXorHash (base64) of `source(size)`.
+pub fn source_qxh(size: u64) -> String {
+    DIGESTS.with(|d| {
+        cached(&mut d.borrow_mut().qxh, size, |b| {
+            let mut q = upload_session::onedrive::QuickXorHash::new();
+            q.update(b);
+            q.base64()
+        })
+    })
+}
+
+/// The SHA-256 (hex) of `source(size)`.
+pub fn source_sha256(size: u64) -> String {
+    DIGESTS.with(|d| {
+        cached(&mut d.borrow_mut().sha, size, |b| {
+            let mut s = upload_session::hash::Sha256State::new();
+            s.update(b);
+            s.hex()
+        })
+    })
+}
+
+/// The Dropbox content hash of `source(size)`: the digests of the whole 4 MiB blocks of
+/// the (fixed) source are computed once per process, only the last partial block per call.
+pub fn source_content_hash(size: u64) -> String {
+    use upload_session::dropbox::{BLOCK_SIZE, block_digests, hash_of_digests};
+    static FULL: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    let full = FULL.get_or_init(|| {
+        let whole = MAX_SOURCE / BLOCK_SIZE * BLOCK_SIZE;
+        block_digests(&source(whole))
+    });
+    let size = size.min(MAX_SOURCE);
+    let n = (size / BLOCK_SIZE) as usize;
+    let mut d: Vec<[u8; 32]> = full.iter().take(n).copied().collect();
+    let tail = source(size).slice(n * BLOCK_SIZE as usize..);
+    d.extend(block_digests(&tail));
+    hash_of_digests(&d)
+}
+
+/// The response targets run one input in this many through a real upload too.
+pub const UPLOAD_ONE_IN: u64 = 32;
+
+/// True for one input in [`UPLOAD_ONE_IN`]: FNV-1a of the whole input, so the share does
+/// not drift with the corpus (a mutant is chosen afresh).
+pub fn selected_for_upload(data: &[u8]) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h % UPLOAD_ONE_IN == 0
 }
 
 /// A virtual clock: monotonic `Instant`s from [`origin`] and a wall clock that moves

@@ -8,12 +8,13 @@
 //! Two ways to use it:
 //! - the pure model [`Emulator::handle`]: `(now, http::Request<Bytes>) -> http::Response<Bytes>`
 //!   with virtual time, for in-memory tests (no sockets, no clocks);
-//! - the [`server`]: the same model behind hyper on 127.0.0.1, over HTTP/1.1 or TLS, with
-//!   streamed bodies, real socket faults and `/_emulator/` control endpoints;
-//! - the [`testkit`]: helpers for adapters' end-to-end tests and examples on top of the
-//!   server (stored-file and violation checks, deterministic data, example binaries),
-//!   and [`embedded`]: where an example client's uploads go (a service, a base URL, or
-//!   this emulator in-process).
+//! - the `server` module (default feature `server`): the same model behind hyper on
+//!   127.0.0.1, over HTTP/1.1 or TLS, with streamed bodies, real socket faults and
+//!   `/_emulator/` control endpoints;
+//! - `testkit` (feature `server`): helpers for adapters' end-to-end tests and examples on
+//!   top of the server (stored-file and violation checks, deterministic data, example
+//!   binaries), and `embedded` (feature `server`): where an example client's uploads go
+//!   (a service, a base URL, or this emulator in-process).
 //!
 //! ## URL layout
 //! | Prefix | What |
@@ -48,13 +49,16 @@
 
 pub mod config;
 pub mod dropbox;
+#[cfg(feature = "server")]
 pub mod embedded;
 pub mod faults;
 pub mod hash;
 pub mod ingest;
 pub mod onedrive;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+#[cfg(feature = "server")]
 pub mod testkit;
 pub mod violations;
 pub mod wire;

@@ -3,7 +3,8 @@
 //! - Success: 200, `Content-Type: application/json` exactly, JSON body (`null` for Void).
 //! - Route errors: 409 `{"error_summary": "<tags>/<dots>", "error": <union>}`; the HTTP
 //!   reason phrase is set to the summary through `hyper::ext::ReasonPhrase` (honoured by
-//!   hyper's HTTP/1 server; the pure model carries it as a response extension).
+//!   hyper's HTTP/1 server; the pure model carries it as a response extension, with the
+//!   default `server` feature only).
 //! - Bad input: 400 plain text.
 //! - Emitted unions always put `.tag` first (it is inserted first, and `.` sorts before
 //!   every other key character when the map is ordered).
@@ -175,11 +176,17 @@ pub(crate) fn error_summary(v: &Value, dots: u64) -> String {
     s
 }
 
+#[cfg(feature = "server")]
 fn set_reason(r: &mut Response<Bytes>, reason: &str) {
     if let Ok(p) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec()) {
         r.extensions_mut().insert(p);
     }
 }
+
+/// Only the hyper server reads the extension: without the `server` feature (hyper is not
+/// even built) there is nothing to set.
+#[cfg(not(feature = "server"))]
+fn set_reason(_: &mut Response<Bytes>, _: &str) {}
 
 /// An error response with a JSON `{"error_summary", "error"}` body whose reason phrase is
 /// the summary.
