@@ -422,7 +422,16 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
         "onedrive/ours-qxh" => ours_onedrive(url, source, size, path, false),
         "onedrive/raw-ureq" => raw_onedrive(url, &file, size, path),
         "onedrive/onedrive-api" => onedrive_api(url, &file, size, path, &rt),
-        "onedrive/async" => rt.block_on(async_contenders::ours_onedrive(url, source, size, path)),
+        "onedrive/async" => rt.block_on(async_contenders::ours_onedrive(
+            url, source, size, path, None,
+        )),
+        "onedrive/async-qxh" => rt.block_on(async_contenders::ours_onedrive(
+            url,
+            source,
+            size,
+            path,
+            Some(false),
+        )),
         "onedrive/raw-hyper" => rt.block_on(async_contenders::raw_onedrive(url, &file, size, path)),
         "dropbox/ours" => ours_dropbox(url, source, size, path),
         "dropbox/raw-ureq" => raw_dropbox(url, &file, size, path),

@@ -57,9 +57,14 @@ where
     Upload::new(machine, source).run().await.expect("upload")
 }
 
-/// `onedrive/async`: the async adapter, default options.
-pub async fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str) {
-    let machine = OneDriveUpload::builder(Target::path(path), size)
+/// `onedrive/async`: the async adapter, default options; `onedrive/async-qxh`: with
+/// `verify_sha256(false)` (QuickXorHash only).
+pub async fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
+    let mut b = OneDriveUpload::builder(Target::path(path), size);
+    if let Some(on) = sha256 {
+        b = b.verify_sha256(on);
+    }
+    let machine = b
         .fragment_size(ONEDRIVE_FRAGMENT)
         .config(OneDriveConfig::with_base(format!("{url}/onedrive/v1.0")))
         .access_token(AccessToken::new(TOKEN).expect("token"))
