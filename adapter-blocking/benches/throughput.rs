@@ -448,6 +448,9 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
             Some(4),
         )),
         "dropbox/raw-hyper" => rt.block_on(async_contenders::raw_dropbox(url, &file, size, path)),
+        "dropbox/raw-hyper-conc" => rt.block_on(async_contenders::raw_dropbox_concurrent(
+            url, &file, size, path, 4,
+        )),
         other => panic!("unknown contender {other}"),
     }
     let wall = t.elapsed().as_secs_f64();

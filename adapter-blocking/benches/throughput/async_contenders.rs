@@ -214,3 +214,69 @@ pub async fn raw_dropbox(url: &str, file: &File, size: u64, path: &str) {
     )
     .await;
 }
+
+/// `dropbox/raw-hyper-conc`: a concurrent session with `parallelism` appends in flight
+/// (tasks on the runtime), the closing append once all others landed, an empty finish;
+/// no `content_hash`. The baseline of the latency figure: what 4 appends in flight give
+/// without any of our code.
+pub async fn raw_dropbox_concurrent(
+    url: &str,
+    file: &File,
+    size: u64,
+    path: &str,
+    parallelism: usize,
+) {
+    let client = raw_client();
+    let content = format!("{url}/dropbox/content/2/files");
+    let post = move |client: RawClient, route: &str, arg: serde_json::Value, body: Vec<u8>| {
+        let uri = format!("{content}/{route}");
+        let headers = [
+            ("authorization", format!("Bearer {TOKEN}")),
+            ("content-type", "application/octet-stream".to_string()),
+            ("dropbox-api-arg", arg.to_string()),
+        ];
+        async move { exchange(&client, http::Method::POST, &uri, &headers, body).await }
+    };
+    let start = post(
+        client.clone(),
+        "upload_session/start",
+        serde_json::json!({"session_type": "concurrent"}),
+        Vec::new(),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&start).expect("json");
+    let sid = v["session_id"].as_str().expect("session_id").to_string();
+    let count = size.div_ceil(DROPBOX_CHUNK);
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..count - 1 {
+        if tasks.len() >= parallelism {
+            tasks.join_next().await.expect("task").expect("append");
+        }
+        let offset = k * DROPBOX_CHUNK;
+        let body = read_at(file, offset, DROPBOX_CHUNK);
+        let arg =
+            serde_json::json!({"cursor": {"session_id": sid, "offset": offset}, "close": false});
+        tasks.spawn(post(client.clone(), "upload_session/append_v2", arg, body));
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("append");
+    }
+    let offset = (count - 1) * DROPBOX_CHUNK;
+    post(
+        client.clone(),
+        "upload_session/append_v2",
+        serde_json::json!({"cursor": {"session_id": sid, "offset": offset}, "close": true}),
+        read_at(file, offset, size - offset),
+    )
+    .await;
+    post(
+        client,
+        "upload_session/finish",
+        serde_json::json!({
+            "cursor": {"session_id": sid, "offset": size},
+            "commit": {"path": path, "mode": "overwrite"}
+        }),
+        Vec::new(),
+    )
+    .await;
+}
