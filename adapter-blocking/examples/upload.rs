@@ -522,7 +522,7 @@ fn onedrive(job: Job<'_>) -> Result<ExitCode, String> {
     eprintln!(
         "done: {size} bytes, verified (QuickXorHash: {}, SHA-256: {}), {} session restart(s)",
         if v.quick_xor { "match" } else { "not reported" },
-        if v.sha256 { "match" } else { "not reported" },
+        if v.sha256 { "match" } else { "not checked" },
         completed.restarts
     );
     println!("{}", sanitized(item.raw.clone()));

@@ -353,14 +353,17 @@ pub struct UploadOptions {
     /// Send `item.fileSize` so the server can check the quota up front (507 at once).
     pub declare_file_size: bool,
     /// Compute SHA-256 too and compare it with `file.hashes.sha256Hash` when the server
-    /// reports one (QuickXorHash is always computed and compared).
+    /// reports one (QuickXorHash is always computed and compared). Off by default:
+    /// QuickXorHash is the only hash both Personal and Business report (onedrive.md
+    /// §7.1; Business never sends `sha256Hash`), and a second SHA-256 pass halves the
+    /// client's throughput (BENCHMARKS.md, "OneDrive: SHA-256 default").
     pub verify_sha256: bool,
 }
 
 impl UploadOptions {
     /// Options with defaults for `target`: conflict `fail` (`replace` for an item given
     /// by id), no description or timestamps, no deferCommit, 10 MiB fragments, declared
-    /// file size, SHA-256 verification on.
+    /// file size, SHA-256 verification off (QuickXorHash only).
     pub fn new(target: Target) -> Self {
         let conflict = if target.is_item() {
             ConflictBehavior::Replace
@@ -376,7 +379,7 @@ impl UploadOptions {
             defer_commit: DeferCommit::Off,
             fragment_size: FragmentSize::default(),
             declare_file_size: true,
-            verify_sha256: true,
+            verify_sha256: false,
         }
     }
 

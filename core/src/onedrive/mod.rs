@@ -294,7 +294,9 @@ impl Builder {
         self
     }
 
-    /// Whether to compute and compare SHA-256 (default on).
+    /// Whether to compute SHA-256 too and compare it with the item's `sha256Hash` when
+    /// the server reports one (default off: QuickXorHash, always computed and compared,
+    /// is the one hash every OneDrive reports, onedrive.md §7.1).
     pub fn verify_sha256(mut self, on: bool) -> Self {
         self.opts.verify_sha256 = on;
         self

@@ -89,6 +89,7 @@ pub struct Scenario {
     config: OneDriveConfig,
     token: bool,
     target: Target,
+    sha256: bool,
 }
 
 impl Scenario {
@@ -102,6 +103,7 @@ impl Scenario {
             config: OneDriveConfig::with_base("https://graph.test/v1.0"),
             token: true,
             target: Target::path("/docs/file.bin"),
+            sha256: true,
         }
     }
 
@@ -129,6 +131,13 @@ impl Scenario {
         self
     }
 
+    /// Whether the machine computes SHA-256 (on in scenarios, so the unit tests check
+    /// both hashes; the builder's default is off).
+    pub fn sha256(mut self, on: bool) -> Self {
+        self.sha256 = on;
+        self
+    }
+
     /// Sets the target.
     pub fn target(mut self, t: Target) -> Self {
         self.target = t;
@@ -140,6 +149,7 @@ impl Scenario {
         let mut b = OneDriveUpload::builder(self.target, self.size)
             .fragment_size(self.fragment)
             .defer_commit(self.defer)
+            .verify_sha256(self.sha256)
             .config(self.config);
         if self.token {
             b = b.access_token(AccessToken::new("test-token").expect("valid token"));

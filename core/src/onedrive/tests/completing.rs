@@ -36,6 +36,23 @@ fn a_matching_item_completes_with_both_hashes_verified() {
     assert_eq!(h.m.phase(), Phase::Done);
 }
 
+/// onedrive.md §7.1: QuickXorHash is the one hash every drive reports, so SHA-256 is
+/// opt-in: by default it is neither computed nor compared (a wrong `sha256Hash` is
+/// ignored, a wrong `quickXorHash` is not).
+#[test]
+fn sha256_is_off_by_default_and_then_never_compared() {
+    let target = crate::onedrive::Target::path("/a.bin");
+    assert!(!crate::onedrive::UploadOptions::new(target).verify_sha256);
+    let mut h = Scenario::onedrive(U + 9).sha256(false).build();
+    let last = last_fragment(&mut h);
+    let mut item = h.item_json();
+    item["file"]["hashes"]["sha256Hash"] = json!("00".repeat(32));
+    h.respond_json(last.id(), 201, item);
+    let c = h.expect_finished().unwrap();
+    assert!(c.verification.quick_xor);
+    assert!(!c.verification.sha256);
+}
+
 #[test]
 fn integrity_mismatches_are_typed_errors_never_silent_success() {
     let mut bad_qx = QuickXorHash::new();
