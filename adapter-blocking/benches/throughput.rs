@@ -12,7 +12,8 @@
 //! cargo bench -p upload-session-blocking --bench throughput -- --size-mib 4096 --runs 1
 //! # 50 ms latency, Dropbox sequential against concurrent (4 appends in flight):
 //! cargo bench -p upload-session-blocking --bench throughput -- --protocol dropbox \
-//!     --latency-ms 50 --only dropbox/async,dropbox/async-conc --reference dropbox/async
+//!     --latency-ms 50 --reference dropbox/async \
+//!     --only dropbox/async,dropbox/async-conc,dropbox/raw-hyper,dropbox/raw-hyper-conc
 //! ```
 //!
 //! `--latency-ms` is passed to the emulator, which sleeps that long before every model
@@ -33,8 +34,8 @@
 //! upload would; no contender holds the whole file):
 //! - OneDrive, 10 MiB fragments (10,485,760 = 32 × 320 KiB):
 //!   `ours` (this crate's `Upload` over `OneDriveUpload`, default options: QuickXorHash
-//!   and SHA-256 of every byte), `ours-qxh` (the same with `verify_sha256(false)`:
-//!   QuickXorHash only, what OneDrive for Business can check), `raw-ureq` (one
+//!   only since `verify_sha256` defaults to off), `ours-qxh` (explicit
+//!   `verify_sha256(false)`, the same since that change; not in the default list), `raw-ureq` (one
 //!   `createUploadSession` POST, then a loop of fragment PUTs with `Content-Range`; no
 //!   hashing, no checks), `onedrive-api` (0.11, reqwest, `UploadSession::from_upload_url`
 //!   and `upload_part`, on a current-thread tokio runtime; the session is created with
@@ -45,7 +46,7 @@
 //!   routes through a ureq `HttpClient` rewriting the hosts, as users call it: no
 //!   `content_hash`), `dropbox-sdk+hash` (the same, passing each chunk's content hash,
 //!   computed with `upload_session::dropbox::content_hash`).
-//! - `async`, `async-conc`, `raw-hyper`: see `throughput/async_contenders.rs`.
+//! - `async`, `async-conc`, `raw-hyper`, `raw-hyper-conc`: see `throughput/async_contenders.rs`.
 //!
 //! Throughput = file bytes / wall time of the child's upload (decimal MB/s), the median
 //! of the runs, with the min–max spread; ratios are medians of per-run ratios to the
@@ -461,9 +462,8 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
 // ---------------------------------------------------------------------------------------
 // Parent
 
-const ONEDRIVE: [&str; 6] = [
+const ONEDRIVE: [&str; 5] = [
     "onedrive/ours",
-    "onedrive/ours-qxh",
     "onedrive/raw-ureq",
     "onedrive/onedrive-api",
     "onedrive/async",

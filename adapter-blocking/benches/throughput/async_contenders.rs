@@ -57,8 +57,8 @@ where
     Upload::new(machine, source).run().await.expect("upload")
 }
 
-/// `onedrive/async`: the async adapter, default options; `onedrive/async-qxh`: with
-/// `verify_sha256(false)` (QuickXorHash only).
+/// `onedrive/async`: the async adapter, default options (QuickXorHash only);
+/// `onedrive/async-qxh`: explicit `verify_sha256(false)` (the same since that default).
 pub async fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
     let mut b = OneDriveUpload::builder(Target::path(path), size);
     if let Some(on) = sha256 {
