@@ -301,13 +301,16 @@ impl Source {
             Kind::Bytes(b) => Ok(b.slice(offset as usize..end as usize)),
             Kind::File { reader, .. } => {
                 let reader = reader.clone();
-                // `len` ≤ MAX_READ (checked above), so the buffer is bounded. The clone
+                // `len` ≤ MAX_READ (checked above), so the buffer is bounded. It is
+                // allocated here, not on the blocking thread: buffers freed by the loop
+                // then go back to the loop's allocator arena instead of piling up in one
+                // arena per blocking thread (peak RSS, BENCHMARKS.md §5). The clone
                 // shares the file position with `file`, which is never read from.
+                let mut buf = Vec::with_capacity(len as usize);
                 let buf = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
                     use std::io::{Read, Seek};
                     let mut f: &std::fs::File = &reader;
                     f.seek(SeekFrom::Start(offset))?;
-                    let mut buf = Vec::with_capacity(len as usize);
                     f.take(len).read_to_end(&mut buf)?;
                     Ok(buf)
                 })

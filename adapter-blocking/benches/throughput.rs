@@ -35,7 +35,8 @@
 //! - OneDrive, 10 MiB fragments (10,485,760 = 32 × 320 KiB):
 //!   `ours` (this crate's `Upload` over `OneDriveUpload`, default options: QuickXorHash
 //!   only since `verify_sha256` defaults to off), `ours-qxh` (explicit
-//!   `verify_sha256(false)`, the same since that change; not in the default list), `raw-ureq` (one
+//!   `verify_sha256(false)`, the same since that change; not in the default list),
+//!   `ours-sha256` (`verify_sha256(true)`, the former default; not in the default list), `raw-ureq` (one
 //!   `createUploadSession` POST, then a loop of fragment PUTs with `Content-Range`; no
 //!   hashing, no checks), `onedrive-api` (0.11, reqwest, `UploadSession::from_upload_url`
 //!   and `upload_part`, on a current-thread tokio runtime; the session is created with
@@ -160,10 +161,13 @@ fn raw_onedrive(url: &str, file: &File, size: u64, path: &str) {
     }
 }
 
-fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: bool) {
-    let machine = OneDriveUpload::builder(Target::path(path), size)
+fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
+    let mut b = OneDriveUpload::builder(Target::path(path), size);
+    if let Some(on) = sha256 {
+        b = b.verify_sha256(on);
+    }
+    let machine = b
         .fragment_size(ONEDRIVE_FRAGMENT)
-        .verify_sha256(sha256)
         .config(OneDriveConfig::with_base(format!("{url}/onedrive/v1.0")))
         .access_token(AccessToken::new(TOKEN).expect("token"))
         .build()
@@ -419,8 +423,9 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     match name {
-        "onedrive/ours" => ours_onedrive(url, source, size, path, true),
-        "onedrive/ours-qxh" => ours_onedrive(url, source, size, path, false),
+        "onedrive/ours" => ours_onedrive(url, source, size, path, None),
+        "onedrive/ours-qxh" => ours_onedrive(url, source, size, path, Some(false)),
+        "onedrive/ours-sha256" => ours_onedrive(url, source, size, path, Some(true)),
         "onedrive/raw-ureq" => raw_onedrive(url, &file, size, path),
         "onedrive/onedrive-api" => onedrive_api(url, &file, size, path, &rt),
         "onedrive/async" => rt.block_on(async_contenders::ours_onedrive(
