@@ -38,6 +38,11 @@ fn file_stamp(meta: &std::fs::Metadata) -> FileStamp {
 enum Kind {
     File {
         file: tokio::fs::File,
+        /// The same open file, for the ranges: read on the blocking pool straight into
+        /// the range's buffer (tokio's `File` reads through its own 2 MiB buffer and
+        /// copies; a fresh mapping per step made it fault in every page under the
+        /// kernel's copy, ~2× the CPU of a plain `read`, BENCHMARKS.md §5).
+        reader: std::sync::Arc<std::fs::File>,
         path: Option<PathBuf>,
         state: FileStamp,
     },
@@ -135,11 +140,13 @@ impl Source {
             ));
         }
         let state = file_stamp(&meta);
+        let reader = std::sync::Arc::new(file.try_clone().await?.into_std().await);
         Ok(Source {
             size: state.size,
             stamp: state.stamp(),
             kind: Kind::File {
                 file,
+                reader,
                 path: None,
                 state,
             },
@@ -233,11 +240,24 @@ impl Source {
         let short = |got: usize| source_ended_early(offset, got, size);
         match &mut self.kind {
             Kind::Bytes(b) => Ok(b.slice(offset as usize..end as usize)),
-            Kind::File { file, .. } => {
-                file.seek(SeekFrom::Start(offset))
-                    .await
-                    .map_err(Error::Source)?;
-                let buf = read_up_to(file, len).await.map_err(Error::Source)?;
+            Kind::File { reader, .. } => {
+                let reader = reader.clone();
+                // `len` ≤ MAX_READ (checked above), so the buffer is bounded. It is
+                // allocated here, not on the blocking thread: buffers freed by the loop
+                // then go back to the loop's allocator arena instead of piling up in one
+                // arena per blocking thread (peak RSS, BENCHMARKS.md §5). The clone
+                // shares the file position with `file`, which is never read from.
+                let mut buf = Vec::with_capacity(len as usize);
+                let buf = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+                    use std::io::{Read, Seek};
+                    let mut f: &std::fs::File = &reader;
+                    f.seek(SeekFrom::Start(offset))?;
+                    f.take(len).read_to_end(&mut buf)?;
+                    Ok(buf)
+                })
+                .await
+                .map_err(|e| Error::Source(io::Error::other(e)))?
+                .map_err(Error::Source)?;
                 if (buf.len() as u64) < len {
                     return Err(short(buf.len()));
                 }

@@ -1,14 +1,25 @@
 //! End-to-end upload throughput and peak memory on loopback, against the emulator
-//! running in its own process.
+//! running in its own process, for both adapters (the async ones are in
+//! `throughput/async_contenders.rs`, which says why they are here).
 //!
 //! ```sh
 //! cargo build --release -p upload-session-emulator --bin upload-session-emulator
 //! cargo bench -p upload-session-blocking --bench throughput -- \
 //!     [--size-mib 1024] [--runs 5] [--protocol both|onedrive|dropbox] \
-//!     [--digests native|all|none] [--only NAME,NAME]
+//!     [--digests native|all|none] [--only NAME,NAME] [--latency-ms 0] \
+//!     [--reference NAME]
 //! # peak RSS while uploading a 4 GiB file:
 //! cargo bench -p upload-session-blocking --bench throughput -- --size-mib 4096 --runs 1
+//! # 50 ms latency, Dropbox sequential against concurrent (4 appends in flight):
+//! cargo bench -p upload-session-blocking --bench throughput -- --protocol dropbox \
+//!     --latency-ms 50 --reference dropbox/async \
+//!     --only dropbox/async,dropbox/async-conc,dropbox/raw-hyper,dropbox/raw-hyper-conc
 //! ```
+//!
+//! `--latency-ms` is passed to the emulator, which sleeps that long before every model
+//! response (once per request). `--reference` names the contender of the `÷ ref`
+//! column (default: the group's `raw-ureq`). A contender name may end in `@buf=KIB`
+//! (ureq output buffer), `@ct` or `@mt` (tokio current-thread / multi-thread runtime).
 //!
 //! The parent process writes the source file under `/tmp` (pseudo-random bytes; removed
 //! at the end), starts `target/release/upload-session-emulator` (or `$EMULATOR_BIN`) on
@@ -23,8 +34,9 @@
 //! upload would; no contender holds the whole file):
 //! - OneDrive, 10 MiB fragments (10,485,760 = 32 × 320 KiB):
 //!   `ours` (this crate's `Upload` over `OneDriveUpload`, default options: QuickXorHash
-//!   and SHA-256 of every byte), `ours-qxh` (the same with `verify_sha256(false)`:
-//!   QuickXorHash only, what OneDrive for Business can check), `raw-ureq` (one
+//!   only since `verify_sha256` defaults to off), `ours-qxh` (explicit
+//!   `verify_sha256(false)`, the same since that change; not in the default list),
+//!   `ours-sha256` (`verify_sha256(true)`, the former default; not in the default list), `raw-ureq` (one
 //!   `createUploadSession` POST, then a loop of fragment PUTs with `Content-Range`; no
 //!   hashing, no checks), `onedrive-api` (0.11, reqwest, `UploadSession::from_upload_url`
 //!   and `upload_part`, on a current-thread tokio runtime; the session is created with
@@ -35,6 +47,7 @@
 //!   routes through a ureq `HttpClient` rewriting the hosts, as users call it: no
 //!   `content_hash`), `dropbox-sdk+hash` (the same, passing each chunk's content hash,
 //!   computed with `upload_session::dropbox::content_hash`).
+//! - `async`, `async-conc`, `raw-hyper`, `raw-hyper-conc`: see `throughput/async_contenders.rs`.
 //!
 //! Throughput = file bytes / wall time of the child's upload (decimal MB/s), the median
 //! of the runs, with the min–max spread; ratios are medians of per-run ratios to the
@@ -51,6 +64,9 @@ use upload_session::AccessToken;
 use upload_session::dropbox::{CommitInfo, DropboxConfig, DropboxUpload, content_hash};
 use upload_session::onedrive::{OneDriveConfig, OneDriveUpload, Target};
 use upload_session_blocking::{Source, Upload};
+
+#[path = "throughput/async_contenders.rs"]
+mod async_contenders;
 
 const TOKEN: &str = "emulator-token";
 const MIB: u64 = 1024 * 1024;
@@ -145,10 +161,13 @@ fn raw_onedrive(url: &str, file: &File, size: u64, path: &str) {
     }
 }
 
-fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: bool) {
-    let machine = OneDriveUpload::builder(Target::path(path), size)
+fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
+    let mut b = OneDriveUpload::builder(Target::path(path), size);
+    if let Some(on) = sha256 {
+        b = b.verify_sha256(on);
+    }
+    let machine = b
         .fragment_size(ONEDRIVE_FRAGMENT)
-        .verify_sha256(sha256)
         .config(OneDriveConfig::with_base(format!("{url}/onedrive/v1.0")))
         .access_token(AccessToken::new(TOKEN).expect("token"))
         .build()
@@ -161,14 +180,10 @@ fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: bool) 
     assert_eq!(done.item.size, Some(size));
 }
 
-fn onedrive_api(url: &str, file: &File, size: u64, path: &str) {
+fn onedrive_api(url: &str, file: &File, size: u64, path: &str, rt: &tokio::runtime::Runtime) {
     let upload_url = onedrive_create(&plain_agent(), url, path);
     let session = onedrive_api::UploadSession::from_upload_url(upload_url);
     let client = reqwest::Client::new();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     rt.block_on(async {
         let mut offset = 0;
         while offset < size {
@@ -385,25 +400,63 @@ fn dropbox_sdk(url: &str, file: &File, size: u64, path: &str, hash: bool) {
 fn child(name: &str, url: &str, source: &Path, path: &str) {
     let size = std::fs::metadata(source).expect("source").len();
     let file = File::open(source).expect("open source");
-    let name = match name.split_once("@buf=") {
-        Some((n, kib)) => {
-            let kib: usize = kib.parse().expect("@buf=KIB");
-            let _ = OUTPUT_BUFFER.set(kib * 1024);
-            n
+    let mut parts = name.split('@');
+    let name = parts.next().unwrap_or_default();
+    // Tokio contenders: the multi-thread runtime (`#[tokio::main]`), except
+    // `onedrive-api`, measured on a current-thread runtime since the first figures.
+    let mut current_thread = name == "onedrive/onedrive-api";
+    for option in parts {
+        match option {
+            "ct" => current_thread = true,
+            "mt" => current_thread = false,
+            _ => {
+                let kib: usize = option
+                    .strip_prefix("buf=")
+                    .and_then(|k| k.parse().ok())
+                    .expect("@buf=KIB, @ct or @mt");
+                let _ = OUTPUT_BUFFER.set(kib * 1024);
+            }
         }
-        None => name,
-    };
+    }
+    // Built before the clock starts (the blocking contenders have no runtime).
+    let rt = async_contenders::runtime(current_thread);
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     match name {
-        "onedrive/ours" => ours_onedrive(url, source, size, path, true),
-        "onedrive/ours-qxh" => ours_onedrive(url, source, size, path, false),
+        "onedrive/ours" => ours_onedrive(url, source, size, path, None),
+        "onedrive/ours-qxh" => ours_onedrive(url, source, size, path, Some(false)),
+        "onedrive/ours-sha256" => ours_onedrive(url, source, size, path, Some(true)),
         "onedrive/raw-ureq" => raw_onedrive(url, &file, size, path),
-        "onedrive/onedrive-api" => onedrive_api(url, &file, size, path),
+        "onedrive/onedrive-api" => onedrive_api(url, &file, size, path, &rt),
+        "onedrive/async" => rt.block_on(async_contenders::ours_onedrive(
+            url, source, size, path, None,
+        )),
+        "onedrive/async-qxh" => rt.block_on(async_contenders::ours_onedrive(
+            url,
+            source,
+            size,
+            path,
+            Some(false),
+        )),
+        "onedrive/raw-hyper" => rt.block_on(async_contenders::raw_onedrive(url, &file, size, path)),
         "dropbox/ours" => ours_dropbox(url, source, size, path),
         "dropbox/raw-ureq" => raw_dropbox(url, &file, size, path),
         "dropbox/dropbox-sdk" => dropbox_sdk(url, &file, size, path, false),
         "dropbox/dropbox-sdk+hash" => dropbox_sdk(url, &file, size, path, true),
+        "dropbox/async" => rt.block_on(async_contenders::ours_dropbox(
+            url, source, size, path, None,
+        )),
+        "dropbox/async-conc" => rt.block_on(async_contenders::ours_dropbox(
+            url,
+            source,
+            size,
+            path,
+            Some(4),
+        )),
+        "dropbox/raw-hyper" => rt.block_on(async_contenders::raw_dropbox(url, &file, size, path)),
+        "dropbox/raw-hyper-conc" => rt.block_on(async_contenders::raw_dropbox_concurrent(
+            url, &file, size, path, 4,
+        )),
         other => panic!("unknown contender {other}"),
     }
     let wall = t.elapsed().as_secs_f64();
@@ -414,17 +467,21 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
 // ---------------------------------------------------------------------------------------
 // Parent
 
-const ONEDRIVE: [&str; 4] = [
+const ONEDRIVE: [&str; 5] = [
     "onedrive/ours",
-    "onedrive/ours-qxh",
     "onedrive/raw-ureq",
     "onedrive/onedrive-api",
+    "onedrive/async",
+    "onedrive/raw-hyper",
 ];
-const DROPBOX: [&str; 4] = [
+const DROPBOX: [&str; 7] = [
     "dropbox/ours",
     "dropbox/raw-ureq",
     "dropbox/dropbox-sdk",
     "dropbox/dropbox-sdk+hash",
+    "dropbox/async",
+    "dropbox/async-conc",
+    "dropbox/raw-hyper",
 ];
 
 struct Options {
@@ -433,6 +490,8 @@ struct Options {
     protocol: String,
     digests: String,
     only: Option<Vec<String>>,
+    latency_ms: u64,
+    reference: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -442,6 +501,8 @@ fn parse_args() -> Result<Options, String> {
         protocol: "both".into(),
         digests: "native".into(),
         only: None,
+        latency_ms: 0,
+        reference: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -452,6 +513,8 @@ fn parse_args() -> Result<Options, String> {
             "--protocol" => o.protocol = value()?,
             "--digests" => o.digests = value()?,
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--latency-ms" => o.latency_ms = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--reference" => o.reference = Some(value()?),
             // `cargo bench` passes `--bench`; ignore it and any filter.
             "--bench" => {}
             _ => {}
@@ -502,7 +565,7 @@ fn emulator_bin() -> PathBuf {
     release.join("upload-session-emulator")
 }
 
-fn start_emulator(digests: &str, onedrive: bool) -> Emulator {
+fn start_emulator(digests: &str, onedrive: bool, latency_ms: u64) -> Emulator {
     let bin = emulator_bin();
     assert!(
         bin.exists(),
@@ -511,6 +574,7 @@ fn start_emulator(digests: &str, onedrive: bool) -> Emulator {
     );
     let mut cmd = Command::new(&bin);
     cmd.arg("--port").arg("0");
+    cmd.arg("--latency-ms").arg(latency_ms.to_string());
     match digests {
         // Only the service's own digest (the emulator's digests are global, so each
         // protocol group gets its own emulator): QuickXorHash for OneDrive, the content
@@ -598,10 +662,22 @@ fn load() -> String {
         .join(" ")
 }
 
-fn report(group: &str, names: &[String], samples: &[Vec<Sample>], size: u64) {
+fn report(
+    group: &str,
+    names: &[String],
+    samples: &[Vec<Sample>],
+    size: u64,
+    reference: Option<&str>,
+) {
     let mbps = |s: &Sample| size as f64 / s.wall / 1e6;
     let find = |suffix: &str| names.iter().position(|n| n.ends_with(suffix));
-    let (reference, ours) = (find("/raw-ureq"), find("/ours"));
+    let (reference_name, reference) =
+        match reference.and_then(|r| names.iter().position(|n| n == r)) {
+            Some(i) => (names[i].as_str(), Some(i)),
+            None => ("raw-ureq", find("/raw-ureq")),
+        };
+    let ours = find("/ours");
+    println!("÷ ref: this ÷ {reference_name}");
     println!();
     println!(
         "{group}: {} MiB, {} runs; ratios = medians of per-run throughput ratios",
@@ -610,13 +686,7 @@ fn report(group: &str, names: &[String], samples: &[Vec<Sample>], size: u64) {
     );
     println!(
         "{:<26} {:>10} {:>17} {:>12} {:>13} {:>12} {:>9}",
-        "contender",
-        "MB/s med",
-        "MB/s min-max",
-        "÷ raw-ureq",
-        "ours ÷ this",
-        "CPU s (med)",
-        "VmHWM MiB"
+        "contender", "MB/s med", "MB/s min-max", "÷ ref", "ours ÷ this", "CPU s (med)", "VmHWM MiB"
     );
     for (i, name) in names.iter().enumerate() {
         let s = &samples[i];
@@ -692,18 +762,15 @@ fn main() {
         groups.push(("OneDrive, 10 MiB fragments", pick("onedrive/", &ONEDRIVE)));
     }
     if o.protocol == "both" || o.protocol == "dropbox" {
-        groups.push((
-            "Dropbox sequential, 8 MiB chunks",
-            pick("dropbox/", &DROPBOX),
-        ));
+        groups.push(("Dropbox, 8 MiB chunks", pick("dropbox/", &DROPBOX)));
     }
     groups.retain(|(_, names)| !names.is_empty());
     let mut results = Vec::new();
     for (group, names) in &groups {
-        let emulator = start_emulator(&o.digests, group.starts_with("OneDrive"));
+        let emulator = start_emulator(&o.digests, group.starts_with("OneDrive"), o.latency_ms);
         println!(
-            "{group}: emulator {} (digests: {})",
-            emulator.url, o.digests
+            "{group}: emulator {} (digests: {}, latency {} ms)",
+            emulator.url, o.digests, o.latency_ms
         );
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); names.len()];
         for run in 0..o.runs {
@@ -728,7 +795,7 @@ fn main() {
     }
     let _ = std::fs::remove_file(&source);
     for (group, names, samples) in &results {
-        report(group, names, samples, size);
+        report(group, names, samples, size, o.reference.as_deref());
     }
     println!();
     println!("load after: {}", load());
