@@ -767,7 +767,10 @@ impl Run {
                     assert_eq!(h, &qxh, "success with a wrong quickXorHash");
                     assert!(done.verification.quick_xor);
                 }
-                if let Some(h) = &done.item.sha256_hash {
+                // SHA-256 is opt-in (off by default, onedrive.md §7.1): a reported
+                // sha256Hash is only compared when the machine computed one.
+                if done.verification.sha256 {
+                    let h = done.item.sha256_hash.as_deref().unwrap_or_default();
                     assert!(
                         h.eq_ignore_ascii_case(&self.sha()),
                         "success with a wrong sha256Hash"
