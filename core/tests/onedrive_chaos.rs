@@ -319,7 +319,10 @@ fn chaos_case(seed: u64) -> Result<(), String> {
                     return Err("hash present but not verified".into());
                 }
             }
-            if let Some(h) = &item.sha256_hash {
+            // SHA-256 is opt-in (off by default, onedrive.md §7.1): a reported
+            // sha256Hash only counts when the machine computed and compared one.
+            if verification.sha256 {
+                let h = item.sha256_hash.as_deref().unwrap_or_default();
                 if !h.eq_ignore_ascii_case(&chaos.sha) {
                     return Err("success with a wrong sha256Hash".into());
                 }
