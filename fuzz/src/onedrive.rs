@@ -38,7 +38,9 @@ use upload_session::{
 use upload_session_emulator::config::{InnerErrorKey, OneDriveFlavor, RangeStyle};
 use upload_session_emulator::{Config, DEFAULT_TOKEN, Emulator, Service, TransportFault};
 
-const UNIT: u64 = 327_680;
+/// The fragment unit: 320 KiB, or 320 bytes in a fuzz build (`--cfg fuzzing` scales the
+/// core's and the emulator's units alike, see fuzz/README.md).
+const UNIT: u64 = upload_session::onedrive::limits::FRAGMENT_UNIT;
 const MAX_FRAGMENT: u64 = 62_914_560;
 /// Most outputs between two inputs (a busy loop otherwise).
 pub const BURST: u32 = 64;
@@ -262,17 +264,19 @@ fn machine_config(u: &mut Unstructured<'_>, base: &str) -> OneDriveConfig {
 
 fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
     // The upload.
-    // Mostly small files (the core hashes all it uploads: SHA-256 and QuickXorHash of
-    // 320 KiB cost more than the rest of a run, so the fuzzer runs fast only on small
-    // ones); one input in sixteen is a whole fragment or spans two or three. The response
-    // target answers small files only.
+    // Mostly one-fragment files; one input in four is a whole fragment or spans two to
+    // six. With the real 320 KiB unit that hashing would dominate a run; a fuzz build
+    // scales the unit to 320 bytes, so multi-fragment runs cost little there. The
+    // response target answers one-fragment files only.
     let size = match u.int_in_range(0u8..=31)? {
         0 => 0,
-        n if n <= 27 || matches!(mode, Mode::Response { .. }) => u.int_in_range(1u64..=4096)?,
-        28 => UNIT - u.int_in_range(0u64..=100)?,
-        29 => UNIT,
-        30 => UNIT + u.int_in_range(1u64..=2000)?,
-        _ => 2 * UNIT + u.int_in_range(0u64..=100)?,
+        n if n <= 23 || matches!(mode, Mode::Response { .. }) => {
+            u.int_in_range(1u64..=4096.min(UNIT))?
+        }
+        24 => UNIT - u.int_in_range(0u64..=100.min(UNIT - 1))?,
+        25 => UNIT,
+        26 => UNIT + u.int_in_range(1u64..=2000.min(UNIT - 1))?,
+        _ => UNIT * u.int_in_range(2u64..=6)? + u.int_in_range(0u64..=100)?,
     };
     let fragment = if u.ratio(1u8, 8)? { 2 * UNIT } else { UNIT };
     let (size, literal_commit) = match mode {

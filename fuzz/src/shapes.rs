@@ -27,7 +27,7 @@ pub fn origin() -> Instant {
 }
 
 /// Largest source any target uploads.
-pub const MAX_SOURCE: u64 = 3 * 4 * 1024 * 1024 + 65_536;
+pub const MAX_SOURCE: u64 = 7 * 4 * 1024 * 1024 + 65_536;
 
 /// A fixed pseudo-random source buffer; uploads are prefixes of it.
 pub fn source(size: u64) -> Bytes {

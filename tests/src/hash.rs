@@ -8,7 +8,12 @@
 use sha2::{Digest, Sha256};
 
 /// Size of a Dropbox content-hash block (dropbox.md §8): 4 MiB.
+#[cfg(not(fuzzing))]
 pub const CONTENT_HASH_BLOCK: usize = 4 * 1024 * 1024;
+/// Fuzz builds (`--cfg fuzzing`) scale the block down 1024× (4 KiB), as the core does,
+/// so that fuzzed concurrent sessions are cheap.
+#[cfg(fuzzing)]
+pub const CONTENT_HASH_BLOCK: usize = 4096;
 
 /// QuickXorHash period in bytes: the bit offset of the byte at position `i` is
 /// `11 * i mod 160`, which depends only on `i mod 160` (onedrive.md §7.2).

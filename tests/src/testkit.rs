@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// OneDrive fragments are multiples of this (320 KiB, onedrive.md §11).
-pub const ONEDRIVE_UNIT: u64 = 327_680;
+pub const ONEDRIVE_UNIT: u64 = crate::onedrive::ALIGN;
 
 /// Starts an emulator server on 127.0.0.1 with `faults` and otherwise default options.
 ///

@@ -4,7 +4,7 @@
 pub const MAX_BODY: u64 = 157_286_400;
 
 /// Alignment of concurrent appends (offsets and non-final lengths): 4 MiB.
-pub const CONCURRENT_ALIGN: u64 = 4_194_304;
+pub const CONCURRENT_ALIGN: u64 = super::content_hash::BLOCK_SIZE;
 
 /// Largest chunk of a concurrent session: the largest multiple of 4 MiB under the body
 /// limit (37 blocks = 148 MiB).

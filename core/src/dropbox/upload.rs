@@ -23,7 +23,7 @@ use crate::secret::AccessToken;
 use crate::wallclock::{WallAnchor, format_rfc3339, parse_rfc3339};
 use bytes::Bytes;
 use http::Uri;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -149,6 +149,11 @@ pub struct DropboxUpload {
     held: BTreeMap<u64, Held>,
     need: Option<Need>,
     in_flight: BTreeMap<u64, InFlight>,
+    /// Requests of an abandoned session (before a restart) still on the wire: their
+    /// answers are ignored, but they count against `parallelism` until they come back,
+    /// so that a restart never puts more requests (and their bodies) on the wire than
+    /// the options allow. Each one is answered by the adapter by its deadline.
+    abandoned: BTreeSet<u64>,
 
     pacer: Pacer,
     restarts: u32,
@@ -367,6 +372,7 @@ impl DropboxUpload {
             held: BTreeMap::new(),
             need: None,
             in_flight: BTreeMap::new(),
+            abandoned: BTreeSet::new(),
             restarts: 0,
             next_id: 0,
             now: None,
@@ -472,9 +478,10 @@ impl DropboxUpload {
         matches!(self.layout, Layout::Conc(_))
     }
 
-    /// Requests in flight.
+    /// Requests in flight: those of the current session plus those of an abandoned one
+    /// (before a restart) whose answers have not come back yet.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.abandoned.len()
     }
 
     /// The current session id, if a session exists.
@@ -569,6 +576,7 @@ impl DropboxUpload {
         self.held.clear();
         self.need = None;
         self.in_flight.clear();
+        self.abandoned.clear();
     }
 
     fn fail(&mut self, e: UploadError) {
@@ -656,7 +664,7 @@ impl DropboxUpload {
         self.stage = Stage::Start;
         self.finish_unsure = false;
         // Answers of the old session's requests are stale now.
-        self.in_flight.clear();
+        self.abandon_in_flight();
         self.need = None;
         match &mut self.layout {
             Layout::Seq(s) => {
@@ -666,6 +674,25 @@ impl DropboxUpload {
             Layout::Conc(c) => c.reset(),
         }
         self.pacer.reset(0);
+    }
+
+    /// Moves the requests in flight to `abandoned`: their answers will be ignored, but
+    /// they stay counted against `parallelism` until they come back.
+    fn abandon_in_flight(&mut self) {
+        let ids = std::mem::take(&mut self.in_flight);
+        self.abandoned.extend(ids.into_keys());
+        if let Layout::Conc(c) = &mut self.layout {
+            c.in_flight.clear();
+        }
+    }
+
+    /// Most requests on the wire at once: `parallelism` for a concurrent session, one
+    /// for a sequential one.
+    fn wire_cap(&self) -> usize {
+        match &self.layout {
+            Layout::Seq(_) => 1,
+            Layout::Conc(_) => self.opts.parallelism.max(1) as usize,
+        }
     }
 
     fn need_token(&mut self, token_gen_at: u64) {
@@ -681,6 +708,11 @@ impl DropboxUpload {
 
     /// The next request the plan calls for (`None`: nothing may go now).
     fn plan(&self) -> Option<Op> {
+        // Requests of an abandoned session count against the cap until they return.
+        let free = self
+            .wire_cap()
+            .checked_sub(self.in_flight.len() + self.abandoned.len())
+            .filter(|&n| n > 0)?;
         match &self.stage {
             Stage::Start => {
                 if !self.in_flight.is_empty() {
@@ -708,7 +740,10 @@ impl DropboxUpload {
                         self.opts.last_chunk_in_finish,
                     ))
                 }
-                Layout::Conc(c) => c.next_op(self.opts.parallelism),
+                Layout::Conc(c) => {
+                    let cap = c.in_flight.len().saturating_add(free);
+                    c.next_op(u32::try_from(cap).unwrap_or(u32::MAX))
+                }
             },
             Stage::Finish => self.in_flight.is_empty().then_some(Op {
                 kind: OpKind::Finish,
@@ -1285,7 +1320,7 @@ impl DropboxUpload {
                     c.low_water = c.count;
                     c.done_bytes = self.size;
                     c.closed = true;
-                    self.in_flight.clear();
+                    self.abandon_in_flight();
                     self.stage = if self.opts.commit.is_some() {
                         Stage::Finish
                     } else {
@@ -1375,6 +1410,12 @@ impl DropboxUpload {
     fn take_in_flight(&mut self, id: RequestId) -> Result<Option<InFlight>, Misuse> {
         if id.0 >= self.next_id {
             return Err(Misuse::UnknownRequest(id));
+        }
+        if self.abandoned.remove(&id.0) {
+            if self.result.is_none() {
+                self.event(Event::StaleResponse { id });
+            }
+            return Ok(None);
         }
         match self.in_flight.remove(&id.0) {
             Some(f) if self.result.is_none() => {

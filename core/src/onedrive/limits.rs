@@ -1,7 +1,12 @@
 //! OneDrive protocol constants (onedrive.md §0).
 
 /// Every fragment but the last must be a multiple of this: 320 KiB.
+#[cfg(not(fuzzing))]
 pub const FRAGMENT_UNIT: u64 = 327_680;
+/// Fuzz builds (`--cfg fuzzing`) scale the unit down 1024× (320 bytes), with the
+/// emulator's, so that a fuzz input spans many fragments at little cost (fuzz/README.md).
+#[cfg(fuzzing)]
+pub const FRAGMENT_UNIT: u64 = 320;
 
 /// Largest fragment per request: 60 MiB (192 × 320 KiB).
 pub const MAX_FRAGMENT: u64 = 62_914_560;

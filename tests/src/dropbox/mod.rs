@@ -86,7 +86,7 @@ use errors::{FinishErr, LookupErr, PropErr, WriteErr};
 use namespace::{FileEntry, Namespace};
 
 /// Alignment of concurrent sessions and content-hash block size (dropbox.md §0).
-const BLOCK: u64 = 4 * 1024 * 1024;
+const BLOCK: u64 = crate::hash::CONTENT_HASH_BLOCK as u64;
 
 /// Content hash of an empty body.
 const EMPTY_HASH: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -228,3 +228,35 @@ fn a_failed_finish_never_carries_data() {
     assert_eq!(offset(&fin2), 2 * B + 1);
     let _ = content_hash(b"");
 }
+
+/// Found by the `dropbox_machine` fuzz target: after a restart, the old session's
+/// appends were forgotten while still on the wire, and the new session put
+/// `parallelism` more beside them. They now count against the cap until they return.
+#[test]
+fn a_restart_counts_the_old_sessions_requests_until_they_return() {
+    let (mut h, first) = started(SIZE, 2);
+    assert_eq!(first.len(), 2);
+    h.conflict(first[0].id(), json!({".tag": "not_found"}));
+    // One old append on the wire + the new start = 2.
+    let start = h.expect_send();
+    assert_eq!(route(&start), "start");
+    assert_eq!(h.m.in_flight(), 2);
+    h.session(start.id(), "csid-2");
+    let sent = h.expect_sends();
+    assert_eq!(
+        sent.len(),
+        1,
+        "the old append still holds one of the two slots"
+    );
+    assert_eq!(h.m.in_flight(), 2);
+    // The old append's answer is stale and frees its slot.
+    h.ok_null(first[1].id());
+    assert!(matches!(
+        h.poll(),
+        crate::Output::Event(Event::StaleResponse { .. })
+    ));
+    let more = h.expect_sends();
+    assert_eq!(more.len(), 1);
+    assert_ne!(chunk_of(&more[0]), chunk_of(&sent[0]));
+    assert_eq!(h.m.in_flight(), 2);
+}
