@@ -212,6 +212,10 @@ struct Flight {
     id: RequestId,
     route: Route,
     close: bool,
+    /// The session an append or finish is for (none for start and get_metadata): after a
+    /// restart, requests of the abandoned session may still be on the wire beside the
+    /// new session's.
+    session: Option<String>,
     deadline: Option<std::time::Instant>,
     delivery: Delivery,
     honest: bool,
@@ -515,9 +519,19 @@ impl Run {
             "body of {body_len} bytes"
         );
         let mut close = false;
+        let mut session = None;
         if matches!(route, Route::Start | Route::Append | Route::Finish) {
             let arg = arg_of(r);
             close = arg.get("close").and_then(Value::as_bool).unwrap_or(false);
+            session = arg
+                .pointer("/cursor/session_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            // The closing-append rules (§12 rule 42) hold per session.
+            let same: Vec<&&Flight> = in_flight
+                .iter()
+                .filter(|f| f.session.is_some() && f.session == session)
+                .collect();
             if body_len > 0 {
                 assert!(
                     arg.get("content_hash").and_then(Value::as_str).is_some(),
@@ -548,14 +562,12 @@ impl Run {
                                 "closing append short of the end"
                             );
                             assert!(
-                                !in_flight.iter().any(|f| f.route == Route::Append),
+                                !same.iter().any(|f| f.route == Route::Append),
                                 "closing append while other appends are in flight"
                             );
                         }
                         assert!(
-                            !in_flight
-                                .iter()
-                                .any(|f| f.route == Route::Append && f.close),
+                            !same.iter().any(|f| f.route == Route::Append && f.close),
                             "an append while the closing append is in flight"
                         );
                     }
@@ -679,6 +691,7 @@ impl Run {
             id,
             route,
             close,
+            session,
             deadline,
             delivery,
             honest,
