@@ -214,10 +214,10 @@ struct Flight {
     id: RequestId,
     route: Route,
     close: bool,
-    /// The session an append or finish is for (none for start and get_metadata): after a
+    /// How many session restarts the machine had announced when this was sent: after a
     /// restart, requests of the abandoned session may still be on the wire beside the
-    /// new session's.
-    session: Option<String>,
+    /// new session's (a garbled answer may even give the new session the old id).
+    generation: u32,
     deadline: Option<std::time::Instant>,
     delivery: Delivery,
     honest: bool,
@@ -246,6 +246,8 @@ struct Run {
     answers_since_cp: u32,
     /// `SessionReused` counts the client could not have avoided (see `send`).
     excused_reuse: u64,
+    /// `SessionRestarted` events seen.
+    generation: u32,
 }
 
 fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
@@ -354,6 +356,7 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
         literal_used: false,
         answers_since_cp: 0,
         excused_reuse: 0,
+        generation: 0,
     };
 
     let mut steps = 0u64;
@@ -407,6 +410,7 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
                         r.last_cp = Some(cp);
                         r.answers_since_cp = 0;
                     }
+                    Event::SessionRestarted { .. } => r.generation += 1,
                     Event::TokenNeeded => {
                         if u.ratio(1u8, 16).unwrap_or(false) {
                             r.refused_token = true;
@@ -524,18 +528,14 @@ impl Run {
             "body of {body_len} bytes"
         );
         let mut close = false;
-        let mut session = None;
+        let generation = self.generation;
         if matches!(route, Route::Start | Route::Append | Route::Finish) {
             let arg = arg_of(r);
             close = arg.get("close").and_then(Value::as_bool).unwrap_or(false);
-            session = arg
-                .pointer("/cursor/session_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
             // The closing-append rules (§12 rule 42) hold per session.
             let same: Vec<&&Flight> = in_flight
                 .iter()
-                .filter(|f| f.session.is_some() && f.session == session)
+                .filter(|f| f.generation == generation)
                 .collect();
             if body_len > 0 {
                 assert!(
@@ -704,7 +704,7 @@ impl Run {
             id,
             route,
             close,
-            session,
+            generation,
             deadline,
             delivery,
             honest,
