@@ -136,13 +136,16 @@ impl std::io::Seek for Logged<'_> {
     }
 }
 
+/// (offset or bytes acknowledged, when).
+type Log = Vec<(u64, Instant)>;
+
 /// Uploads `bytes` through a server answering each request after `latency`, logging
 /// when each chunk is read and when each acknowledgement is handled.
 fn logged_upload(
     bytes: &[u8],
     latency: Duration,
     build: impl FnOnce(&RunningServer, u64) -> DropboxUpload,
-) -> (Vec<(u64, Instant)>, Vec<(u64, Instant)>, RunningServer) {
+) -> (Log, Log, RunningServer) {
     let server = EmulatorServer::start(ServerOptions {
         latency,
         ..ServerOptions::default()
