@@ -43,7 +43,7 @@
 //! ```text
 //!          ┌──────────── poll_output(now = tokio's clock) ◀──────────────────────┐
 //!          ▼                                                                     │
-//!   Send ──▶ check source, check scheme ──▶ push into the in-flight set ─────────┤
+//!   Send ──▶ check source, check scheme ──▶ spawn into the in-flight set ────────┤
 //!   NeedData ──▶ Source::read(offset, len), check source ──▶ provide_data ───────┤
 //!   Event ──▶ progress (callback, watch) / checkpoint file / token provider ─────┤
 //!   Wait(t) ──▶ select! { next response ──▶ handle_response / handle_failure ────┤
@@ -51,9 +51,13 @@
 //!                         cancel token  ──▶ return Error::Cancelled }
 //!   Finished ──▶ return (removing the checkpoint file on success)
 //! ```
-//! Each request in flight is a future (the client's exchange plus a capped body read,
-//! under `timeout_at(min(machine deadline, now + request timeout))`); they run together
-//! in a `FuturesUnordered` owned by the loop, so dropping the loop drops them all.
+//! Each request in flight is a task (the client's exchange plus a capped body read,
+//! under `timeout_at(min(machine deadline, now + request timeout))`), spawned the moment
+//! the machine emits it, so it travels while the loop serves the next `NeedData` (the
+//! read, and the Dropbox content hash in `provide_data`: read-ahead overlaps hashing
+//! with the transfer). The tasks live in a `JoinSet` owned by the loop: dropping the
+//! upload future, a cancel or an error aborts them all; a task that panics is an
+//! error. On a current-thread runtime the tasks progress whenever the loop awaits.
 //!
 //! ## Example
 //! Upload to the emulator (in-process, on 127.0.0.1):
@@ -117,8 +121,6 @@ pub use upload_session::driver::Progress;
 /// A machine that can continue from its checkpoint (the glue [`resume_or_start`] needs).
 pub use upload_session::driver::Resumable;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -128,6 +130,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use transport::{Sent, Settings};
 use upload_session::driver::{self, Abandon, AbandonStep, ProgressMeter};
 use upload_session::{
@@ -141,8 +144,9 @@ pub type TokenFuture = Pin<Box<dyn Future<Output = Result<AccessToken, String>> 
 pub(crate) type TokenProvider = Arc<dyn Fn() -> TokenFuture + Send + Sync>;
 type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 type EventFn<K> = Box<dyn FnMut(&Event<K>) + Send>;
-type InFlight =
-    FuturesUnordered<Pin<Box<dyn Future<Output = (RequestId, u64, Result<Sent, Error>)> + Send>>>;
+/// The requests in flight: one spawned task each (so a request starts at once and
+/// travels while the loop reads and hashes the next chunk); dropping the set aborts them.
+type InFlight = JoinSet<(RequestId, u64, Result<Sent, Error>)>;
 
 /// Wraps a closure returning a future as a shareable token provider.
 pub(crate) fn token_provider<F, Fut>(f: F) -> TokenProvider
@@ -420,7 +424,11 @@ impl<M: UploadMachine> Upload<M> {
         let cancel = self.shared.cancel.clone().unwrap_or_default();
         let started = now();
         let mut meter = ProgressMeter::new(started);
-        let mut in_flight: InFlight = FuturesUnordered::new();
+        // Requests are spawned on the runtime this future runs in (none: an error, not a
+        // panic).
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Request("the upload must run inside a tokio runtime".into()))?;
+        let mut in_flight: InFlight = JoinSet::new();
         self.machine.handle_wall_clock(started, SystemTime::now());
         loop {
             let output = self.machine.poll_output(now());
@@ -441,7 +449,7 @@ impl<M: UploadMachine> Upload<M> {
                     let id = req.id();
                     let body_len = req.request().body().len() as u64;
                     let fut = transport::send(client.clone(), req, settings.clone());
-                    in_flight.push(Box::pin(async move { (id, body_len, fut.await) }));
+                    in_flight.spawn_on(async move { (id, body_len, fut.await) }, &runtime);
                 }
                 Output::NeedData { offset, len } => {
                     let read = tokio::select! {
@@ -514,7 +522,16 @@ impl<M: UploadMachine> Upload<M> {
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => return Err(cancelled_error(self.checkpoint_file.clone()).await),
-                        Some((id, body_len, sent)) = in_flight.next(), if !in_flight.is_empty() => {
+                        Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                            // A request task that panicked (or was aborted) is an error,
+                            // never a hang.
+                            let (id, body_len, sent) = joined.map_err(|e| {
+                                Error::Request(if e.is_panic() {
+                                    "a request task panicked".into()
+                                } else {
+                                    "a request task was aborted".into()
+                                })
+                            })?;
                             match sent? {
                                 Sent::Response(response) => {
                                     meter.sent(response.status().is_success(), body_len);

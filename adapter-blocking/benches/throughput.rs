@@ -705,13 +705,21 @@ fn report(
             })
         };
         let hwm = s.iter().map(|x| x.hwm_kib).max().unwrap_or(0) as f64 / 1024.0;
+        // A ratio whose other contender is not in the run prints as `-`, not `NaNx`.
+        let ratio = |r: f64| {
+            if r.is_finite() {
+                format!("{r:.2}x")
+            } else {
+                "-".to_string()
+            }
+        };
         println!(
-            "{name:<26} {:>10.0} {:>8.0}-{:<8.0} {:>11.2}x {:>12.2}x {:>12.2} {:>9.1}",
+            "{name:<26} {:>10.0} {:>8.0}-{:<8.0} {:>12} {:>13} {:>12.2} {:>9.1}",
             median(rates.clone()),
             lo,
             hi,
-            faster_than(reference),
-            1.0 / faster_than(ours),
+            ratio(faster_than(reference)),
+            ratio(1.0 / faster_than(ours)),
             median(s.iter().map(|x| x.cpu).collect()),
             hwm
         );

@@ -16,11 +16,19 @@
 //!   shrinks mid-upload stops it before its last byte is handed over (nothing is
 //!   committed).
 //! - Memory: each fragment is read from the source when the machine asks for it and
-//!   released once acknowledged; peak memory is about one fragment plus a constant.
+//!   released once acknowledged; peak memory is about the fragments the machine holds
+//!   plus a constant: one for OneDrive, `1 + read_ahead` chunks for a sequential Dropbox
+//!   session (2 by default), `parallelism + read_ahead` for a concurrent one.
 //! - Machines: [`OneDriveUpload`](upload_session::onedrive::OneDriveUpload) and
 //!   [`DropboxUpload`](upload_session::dropbox::DropboxUpload) (sequential or concurrent
-//!   sessions), and any other [`UploadMachine`]. Requests go one at a time: a
-//!   concurrent Dropbox session completes, without parallelism.
+//!   sessions), and any other [`UploadMachine`].
+//! - Concurrency: each request runs on its own transport thread (sharing the agent's
+//!   connection pool), so there are as many as the machine keeps in flight: one for
+//!   OneDrive and a sequential Dropbox session, up to `parallelism` for a concurrent
+//!   Dropbox session (real parallel appends). Meanwhile the loop thread keeps driving
+//!   the machine: it reads and hands over the next chunk (the Dropbox content hash is
+//!   computed there, during the transfer: read-ahead) and waits on the answers with
+//!   the machine's deadline. The machine itself stays on the loop thread.
 //!
 //! ## Out of scope
 //! Every protocol decision (fragment sizes, headers, offsets, retries, resyncs, session
@@ -34,10 +42,12 @@
 //! ```text
 //!          ┌──────────── poll_output(now) ◀─────────────────────────────┐
 //!          ▼                                                            │
-//!   Send ──▶ check source, check scheme, ureq (deadline, capped body) ──▶ handle_response / handle_failure
+//!   Send ──▶ check source, start a transport thread ──▶ (poll again at once)
+//!              └─ thread: check scheme, ureq (deadline, capped body) ─▶ answer channel
 //!   NeedData ──▶ Source::read(offset, len), check source ──────────────▶ provide_data
 //!   Event ──▶ progress / checkpoint file / token provider / on_event ──▶ (set_access_token)
-//!   Wait(t) ──▶ sleep until t (checking the cancel handle) ─────────────▶ handle_timeout
+//!   Wait(t) ──▶ next answer, or t (checking the cancel handle) ─────────▶ handle_response /
+//!                                                                        handle_failure / handle_timeout
 //!   Finished ──▶ return (removing the checkpoint file on success)
 //! ```
 //!
@@ -97,8 +107,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
-use transport::{Sent, Settings};
+use transport::{Done, Sent, Settings, Stop};
 use upload_session::driver::{self, Abandon, AbandonStep, ProgressMeter};
 use upload_session::{
     AccessToken, BuildError, Event, Output, RequestKind, SourceFingerprint, UploadMachine,
@@ -107,9 +118,10 @@ use upload_session::{
 /// A handle that stops an upload from another thread (or a signal handler).
 ///
 /// Cancelling does **not** delete the server session: the upload stops at the next
-/// opportunity (between requests, while sleeping, or while a request body is being
-/// sent) and [`Upload::run`] returns [`Error::Cancelled`], leaving the latest checkpoint
-/// resumable.
+/// opportunity (between requests, while sleeping or waiting for an answer, or while a
+/// request body is being sent) and [`Upload::run`] returns [`Error::Cancelled`], leaving
+/// the latest checkpoint resumable. Requests still on the wire are abandoned: their
+/// bodies stop within one 1 MiB piece and their answers are ignored.
 ///
 /// # Examples
 /// ```
@@ -135,6 +147,15 @@ impl CancelHandle {
     /// True once [`cancel`](Self::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Raises the drive loop's stop flag when dropped (when `run` returns).
+struct StopOnDrop(CancelHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -300,6 +321,60 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
         }
     }
 
+    /// Waits for the next answer of a transport thread, until `deadline` (or for ever),
+    /// waking to check the cancel handle. `None`: the deadline passed or the upload was
+    /// cancelled.
+    ///
+    /// # Errors
+    /// [`Error::Request`] if every transport thread and the loop's own sender were gone
+    /// (cannot happen while the loop runs; never a hang).
+    fn next_answer(
+        &self,
+        answers: &mpsc::Receiver<Done>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Done>, Error> {
+        loop {
+            if self.cancelled() {
+                return Ok(None);
+            }
+            let mut slice = Duration::from_millis(50);
+            if let Some(t) = deadline {
+                let now = Instant::now();
+                if now >= t {
+                    return Ok(None);
+                }
+                slice = slice.min(t - now);
+            }
+            match answers.recv_timeout(slice) {
+                Ok(done) => return Ok(Some(done)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Request("the transport threads are gone".into()));
+                }
+            }
+        }
+    }
+
+    /// Hands a transport thread's answer to the machine.
+    fn answer(&mut self, done: Done, meter: &mut ProgressMeter) -> Result<(), Error> {
+        let Done {
+            id,
+            body_len,
+            outcome,
+        } = done;
+        match outcome? {
+            Sent::Response(response) => {
+                meter.sent(response.status().is_success(), body_len);
+                let now = Instant::now();
+                self.machine.handle_wall_clock(now, SystemTime::now());
+                self.machine.handle_response(now, id, response)?;
+            }
+            Sent::Failure(f) => self.machine.handle_failure(Instant::now(), id, f)?,
+            Sent::Cancelled => return Err(self.cancelled_error()),
+        }
+        Ok(())
+    }
+
     /// Calls the progress callback.
     fn report(&mut self, progress: Option<Progress>) {
         if let (Some(f), Some(p)) = (&mut self.progress, progress) {
@@ -354,6 +429,15 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
         let started = Instant::now();
         let mut meter = ProgressMeter::new(started);
         self.machine.handle_wall_clock(started, SystemTime::now());
+        // Requests run on transport threads; their answers come back on `answers`.
+        let stop = Stop {
+            user: self.cancel.clone(),
+            run: CancelHandle::new(),
+        };
+        // When `run` returns (any way), requests still on the wire stop sending.
+        let _stop_on_return = StopOnDrop(stop.run.clone());
+        let (tx, answers) = mpsc::channel::<Done>();
+        let mut in_flight = 0usize;
         loop {
             let output = self.machine.poll_output(Instant::now());
             // Events (a checkpoint above all) and the result are taken even after a
@@ -368,18 +452,8 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                             return self.abandon(&agent, e);
                         }
                     }
-                    let id = req.id();
-                    let body_len = req.request().body().len() as u64;
-                    match transport::send(&agent, req, &self.settings, self.cancel.as_ref())? {
-                        Sent::Response(response) => {
-                            meter.sent(response.status().is_success(), body_len);
-                            let now = Instant::now();
-                            self.machine.handle_wall_clock(now, SystemTime::now());
-                            self.machine.handle_response(now, id, response)?;
-                        }
-                        Sent::Failure(f) => self.machine.handle_failure(Instant::now(), id, f)?,
-                        Sent::Cancelled => return Err(self.cancelled_error()),
-                    }
+                    transport::spawn(&agent, req, &self.settings, &stop, &tx)?;
+                    in_flight += 1;
                 }
                 Output::NeedData { offset, len } => {
                     let data = match self.source.read(offset, len) {
@@ -424,6 +498,14 @@ impl<'a, M: UploadMachine> Upload<'a, M> {
                     // After handling: a checkpoint the callback sees is already saved.
                     if let Some(f) = &mut self.events {
                         f(&event);
+                    }
+                }
+                Output::Wait(deadline) if in_flight > 0 => {
+                    if let Some(done) = self.next_answer(&answers, deadline)? {
+                        in_flight -= 1;
+                        self.answer(done, &mut meter)?;
+                    } else if deadline.is_some_and(|t| Instant::now() >= t) {
+                        self.machine.handle_timeout(Instant::now());
                     }
                 }
                 Output::Wait(Some(t)) => {

@@ -9,13 +9,15 @@
 use crate::CancelHandle;
 use crate::Error;
 use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use upload_session::bytes::Bytes;
 use upload_session::driver::{
     self, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BODY, DEFAULT_REQUEST_TIMEOUT, check_scheme,
 };
 use upload_session::http;
-use upload_session::{OutgoingRequest, TransportFailure};
+use upload_session::{OutgoingRequest, RequestId, TransportFailure};
 
 /// How requests are sent.
 #[derive(Clone, Debug)]
@@ -80,16 +82,37 @@ pub(crate) fn default_agent() -> ureq::Agent {
         .into()
 }
 
+/// What stops a request body mid-way: the caller's cancel handle, and the drive loop's
+/// own flag, raised when `run` returns while requests are still on the wire (their
+/// outcome is no longer wanted).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stop {
+    /// The caller's handle.
+    pub user: Option<CancelHandle>,
+    /// Raised by the drive loop when it returns.
+    pub run: CancelHandle,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        self.run.is_cancelled() || self.user.as_ref().is_some_and(CancelHandle::is_cancelled)
+    }
+
+    fn user_cancelled(&self) -> bool {
+        self.user.as_ref().is_some_and(CancelHandle::is_cancelled)
+    }
+}
+
 /// A request body that stops when the cancel handle fires (so a cancel does not wait for
 /// a whole fragment to go out).
 struct CancellableBody<'a> {
     data: &'a [u8],
-    cancel: Option<&'a CancelHandle>,
+    cancel: Option<&'a Stop>,
 }
 
 impl Read for CancellableBody<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.cancel.is_some_and(CancelHandle::is_cancelled) {
+        if self.cancel.is_some_and(Stop::is_set) {
             return Err(io::Error::other("upload cancelled"));
         }
         // Bounded pieces keep cancellation prompt. (Not `Interrupted`: readers retry it.)
@@ -160,7 +183,7 @@ pub(crate) fn send(
     agent: &ureq::Agent,
     req: OutgoingRequest,
     settings: &Settings,
-    cancel: Option<&CancelHandle>,
+    cancel: Option<&Stop>,
 ) -> Result<Sent, Error> {
     let (_, request, deadline) = req.into_parts();
     check_scheme(request.uri(), settings.allow_insecure_http)?;
@@ -207,7 +230,7 @@ pub(crate) fn send(
     let response = match result {
         Ok(r) => r,
         Err(e) => {
-            if cancel.is_some_and(CancelHandle::is_cancelled) {
+            if cancel.is_some_and(Stop::user_cancelled) {
                 return Ok(Sent::Cancelled);
             }
             return classify(e).map(Sent::Failure);
@@ -225,6 +248,51 @@ pub(crate) fn send(
         ))),
         Err(e) => classify(e).map(Sent::Failure),
     }
+}
+
+/// What a transport worker hands back to the drive loop: the outcome of one request.
+pub(crate) struct Done {
+    /// The machine's id of the request.
+    pub id: RequestId,
+    /// Bytes of its body (for the throughput meter).
+    pub body_len: u64,
+    /// What [`send`] returned (a panic inside it becomes an error).
+    pub outcome: Result<Sent, Error>,
+}
+
+/// Starts `req` on its own transport thread; its [`Done`] arrives on `tx`. The agent is
+/// a clone (ureq agents share their connection pool). A panic in the transport is caught
+/// and reported as [`Error::Request`], so the drive loop never waits for an answer that
+/// cannot come. When the loop has returned meanwhile, the answer is dropped.
+///
+/// # Errors
+/// [`Error::Request`] when the thread cannot be started.
+pub(crate) fn spawn(
+    agent: &ureq::Agent,
+    req: OutgoingRequest,
+    settings: &Settings,
+    stop: &Stop,
+    tx: &mpsc::Sender<Done>,
+) -> Result<(), Error> {
+    let id = req.id();
+    let body_len = req.request().body().len() as u64;
+    let (agent, settings, stop, tx) = (agent.clone(), settings.clone(), stop.clone(), tx.clone());
+    std::thread::Builder::new()
+        .name("upload-session-send".into())
+        .spawn(move || {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                send(&agent, req, &settings, Some(&stop))
+            }))
+            .unwrap_or_else(|_| Err(Error::Request("the transport worker panicked".into())));
+            // The loop may be gone (it returned): nobody wants this answer any more.
+            let _ = tx.send(Done {
+                id,
+                body_len,
+                outcome,
+            });
+        })
+        .map(drop)
+        .map_err(|e| Error::Request(format!("cannot start a transport worker: {e}")))
 }
 
 fn run<S: ureq::AsSendBody>(

@@ -13,6 +13,7 @@ use upload_session::dropbox::{
 use upload_session::{AccessToken, Event, SourceFingerprint, UploadError};
 use upload_session_blocking::{CancelHandle, Error, Source, Upload, resume_or_start};
 use upload_session_emulator::FaultPlan;
+use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
 
 const MIB: u64 = 1 << 20;
 
@@ -114,8 +115,129 @@ fn tls_with_the_emulator_certificate() {
     assert_dropbox_stored(&server, "/tls.bin", &bytes);
 }
 
+/// A seekable source that logs when each range is read (its `SeekFrom::Start`).
+struct Logged<'a> {
+    inner: std::io::Cursor<&'a [u8]>,
+    log: &'a Mutex<Vec<(u64, Instant)>>,
+}
+
+impl std::io::Read for Logged<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl std::io::Seek for Logged<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        if let std::io::SeekFrom::Start(o) = pos {
+            self.log.lock().unwrap().push((o, Instant::now()));
+        }
+        self.inner.seek(pos)
+    }
+}
+
+/// (offset or bytes acknowledged, when).
+type Log = Vec<(u64, Instant)>;
+
+/// Uploads `bytes` through a server answering each request after `latency`, logging
+/// when each chunk is read and when each acknowledgement is handled.
+fn logged_upload(
+    bytes: &[u8],
+    latency: Duration,
+    build: impl FnOnce(&RunningServer, u64) -> DropboxUpload,
+) -> (Log, Log, RunningServer) {
+    let server = EmulatorServer::start(ServerOptions {
+        latency,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let reads = Mutex::new(Vec::new());
+    let acks = Mutex::new(Vec::new());
+    let source = Source::seekable(Logged {
+        inner: std::io::Cursor::new(bytes),
+        log: &reads,
+    })
+    .unwrap();
+    let c = Upload::new(build(&server, bytes.len() as u64), source)
+        .on_progress(|p| acks.lock().unwrap().push((p.acknowledged, Instant::now())))
+        .run()
+        .expect("completes");
+    assert!(committed(c).hash_verified);
+    (
+        reads.into_inner().unwrap(),
+        acks.into_inner().unwrap(),
+        server,
+    )
+}
+
 #[test]
-fn a_concurrent_session_is_driven_one_request_at_a_time() {
+fn the_next_chunk_is_read_while_the_current_one_is_on_the_wire() {
+    let bytes = data((4 * MIB + 5) as usize, 31);
+    for read_ahead in [1, 0] {
+        let (reads, acks, server) =
+            logged_upload(&bytes, Duration::from_millis(150), |server, n| {
+                DropboxUpload::builder(CommitInfo::new("/Dbx/ahead.bin").unwrap(), n)
+                    .chunk_size(MIB)
+                    .read_ahead(read_ahead)
+                    .config(dropbox_config(server))
+                    .access_token(token())
+                    .build()
+                    .unwrap()
+            });
+        assert_dropbox_stored(&server, "/Dbx/ahead.bin", &bytes);
+        let read_at = |o: u64| reads.iter().find(|r| r.0 == o).unwrap().1;
+        let acked_at = |a: u64| acks.iter().find(|p| p.0 == a).unwrap().1;
+        // Every chunk read exactly once.
+        let mut offsets: Vec<u64> = reads.iter().map(|r| r.0).collect();
+        offsets.dedup();
+        assert_eq!(offsets, [0, MIB, 2 * MIB, 3 * MIB, 4 * MIB]);
+        for k in 1..=3 {
+            // Chunk k+1 is read before chunk k's acknowledgement (with read-ahead), or
+            // after it (without): the read overlaps the transfer only with read-ahead.
+            let overlapped = read_at((k + 1) * MIB) < acked_at((k + 1) * MIB);
+            assert_eq!(
+                overlapped,
+                read_ahead == 1,
+                "chunk {k}, read_ahead {read_ahead}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_concurrent_session_keeps_parallelism_appends_on_the_wire() {
+    let latency = Duration::from_millis(300);
+    let bytes = data((8 * 4 * MIB + 5) as usize, 32);
+    let t0 = Instant::now();
+    let (reads, acks, server) = logged_upload(&bytes, latency, |server, n| {
+        DropboxUpload::builder(CommitInfo::new("/Dbx/par.bin").unwrap(), n)
+            .session_type(SessionType::Concurrent)
+            .chunk_size(4 * MIB)
+            .parallelism(4)
+            .config(dropbox_config(server))
+            .access_token(token())
+            .build()
+            .unwrap()
+    });
+    let elapsed = t0.elapsed();
+    assert_dropbox_stored(&server, "/Dbx/par.bin", &bytes);
+    // Four appends on the wire plus one chunk read ahead before the first answer.
+    let first_ack = acks.iter().find(|a| a.0 > 0).unwrap().1;
+    let before = reads.iter().filter(|r| r.1 < first_ack).count();
+    assert_eq!(
+        before, 5,
+        "reads before the first acknowledgement: {reads:?}"
+    );
+    // 11 requests (start, 9 appends, finish) one at a time take at least 11 latencies;
+    // four at a time, about 1 + 2 + 1 + 1 + 1 = 6.
+    assert!(
+        elapsed < latency * 9,
+        "{elapsed:?}: the appends did not overlap"
+    );
+}
+
+#[test]
+fn a_concurrent_session_completes() {
     let server = server(FaultPlan::none());
     let bytes = data((13 * MIB + 5) as usize, 24);
     let m = DropboxUpload::builder(
@@ -243,4 +365,39 @@ fn a_source_modified_mid_upload_stops_it_and_nothing_is_committed() {
         dropbox_stored(&server, "/Dbx/m.bin").is_none(),
         "nothing committed"
     );
+}
+
+#[test]
+fn a_cancel_does_not_wait_for_the_answer_of_a_request_on_the_wire() {
+    // Every answer takes 5 s; the cancel comes while the start waits for its answer.
+    let server = EmulatorServer::start(ServerOptions {
+        latency: Duration::from_secs(5),
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let bytes = data((2 * MIB) as usize, 33);
+    let cancel = CancelHandle::new();
+    let canceller = {
+        let c = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            c.cancel();
+        })
+    };
+    let started = Instant::now();
+    let err = Upload::new(
+        dropbox_machine(&server, "/Dbx/slow.bin", bytes.len() as u64, MIB),
+        Source::slice(&bytes),
+    )
+    .cancel_handle(&cancel)
+    .run()
+    .unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(dropbox_stored(&server, "/Dbx/slow.bin").is_none());
 }

@@ -22,6 +22,12 @@ use std::time::{Instant, SystemTime};
 ///   machine stopped waiting for is dropped with an `Event::StaleResponse`).
 /// - Each [`Output::NeedData`] MUST be answered with [`provide_data`](Self::provide_data)
 ///   for exactly that range before anything else makes progress.
+/// - [`Output::NeedData`] may come while requests are in flight (read-ahead: a Dropbox
+///   machine asks for the chunk it will send next while the current one travels, see
+///   [`UploadOptions::read_ahead`](crate::dropbox::UploadOptions::read_ahead)). The rule
+///   above still holds: provide the data before handing in their responses or failures
+///   (an adapter that performs requests elsewhere queues their outcomes meanwhile).
+///   Reading and hashing then overlap the transfer, which is what read-ahead is for.
 /// - After `Wait(Some(t))`, call [`handle_timeout`](Self::handle_timeout) at or after `t`
 ///   (early calls do nothing). After `Wait(None)`, only a response, a failure or a caller
 ///   command makes progress.

@@ -211,7 +211,9 @@ pub enum Event<K> {
 pub enum Output<C, K> {
     /// Send this request; report its outcome with `handle_response`/`handle_failure`.
     Send(OutgoingRequest),
-    /// Read `len` bytes of the source at `offset` and hand them to `provide_data`.
+    /// Read `len` bytes of the source at `offset` and hand them to `provide_data`. May
+    /// come while requests are in flight (read-ahead); see the
+    /// [`UploadMachine`](crate::UploadMachine) contract.
     NeedData {
         /// First byte.
         offset: u64,

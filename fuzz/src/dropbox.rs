@@ -16,7 +16,8 @@
 //!   multiples of 4 MiB; start and finish carry no data, start never closes, finish's
 //!   offset is the file size; the closing append is sent only when no other append is in
 //!   flight;
-//! - `NeedData` inside the file and ≤ max(one chunk, one 4 MiB hash block);
+//! - `NeedData` inside the file and ≤ max(one chunk, one 4 MiB hash block); bytes held
+//!   ≤ (parallelism + 1 read ahead) chunks;
 //! - bounded steps (see [`crate::onedrive`]);
 //! - success: the metadata's size and the content hash match the source; when the
 //!   answer that finished the upload came from the emulator, the emulator stores exactly
@@ -399,6 +400,8 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
                 let data = src.slice(offset as usize..end as usize);
                 m.provide_data(offset, data)
                     .expect("the data asked for is refused");
+                let cap = (r.parallelism as u64 + 1) * r.chunk; // + 1: the default read-ahead
+                assert!(m.held_bytes() <= cap, "{} bytes held", m.held_bytes());
                 burst = 0;
             }
             Output::Event(e) => {

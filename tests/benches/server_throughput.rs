@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench -p upload-session-emulator --bench server_throughput -- \
 //!     [--route discard|onedrive|dropbox] [--digests all|native|none] [--tls] \
-//!     [--total-gib 4] [--body-mib 60] [--conns 2]
+//!     [--total-gib 4] [--body-mib 60] [--conns 2] [--content-hash]
 //! ```
 //!
 //! A raw client (std `TcpStream`, or rustls over it with `--tls`) pushes `--total-gib` of
@@ -22,7 +22,12 @@
 //! `--digests` selects what the storage computes: `all` (SHA-256, QuickXorHash and the
 //! Dropbox content hash), `native` (only the route's service digest: QuickXorHash for
 //! OneDrive, the content hash for Dropbox), `none`.
+//!
+//! `--content-hash` (Dropbox): every append carries the body's `content_hash`, as the
+//! core's Dropbox machine sends it, so the server checks each body's hash as well
+//! (computed by the client before the timed window).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -48,6 +53,7 @@ struct Opts {
     total: u64,
     body: u64,
     conns: usize,
+    content_hash: bool,
 }
 
 fn parse() -> Opts {
@@ -58,6 +64,7 @@ fn parse() -> Opts {
         total: 4 << 30,
         body: 60 << 20,
         conns: 2,
+        content_hash: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -76,6 +83,7 @@ fn parse() -> Opts {
             "--total-gib" => o.total = (val().parse::<f64>().unwrap() * (1u64 << 30) as f64) as u64,
             "--body-mib" => o.body = (val().parse::<f64>().unwrap() * (1u64 << 20) as f64) as u64,
             "--conns" => o.conns = val().parse().unwrap(),
+            "--content-hash" => o.content_hash = true,
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -120,6 +128,17 @@ fn main() {
     let block: Arc<[u8]> = block.into();
 
     let per_conn = o.total / o.conns as u64;
+    // The content hash of each body length the Dropbox route sends (the 1 MiB block
+    // repeated), computed before the clock starts.
+    let hashes: Arc<HashMap<u64, String>> = Arc::new(if o.content_hash {
+        let body = (o.body / (4 << 20)).max(1) * (4 << 20);
+        [body.min(per_conn), per_conn % body]
+            .into_iter()
+            .map(|n| (n, body_content_hash(n, &block)))
+            .collect()
+    } else {
+        HashMap::new()
+    });
     let cpu0 = thread_cpu();
     let t0 = Instant::now();
     let workers: Vec<_> = (0..o.conns)
@@ -127,6 +146,7 @@ fn main() {
             let block = block.clone();
             let tls = tls.clone();
             let o = o.clone();
+            let hashes = hashes.clone();
             std::thread::Builder::new().name("bench-client".into()).spawn(move || {
                 let mut s = open(addr, tls.as_ref());
                 match o.route {
@@ -143,7 +163,7 @@ fn main() {
                         }
                     }
                     Route::OneDrive => onedrive(&mut *s, i, per_conn, o.body, &block),
-                    Route::Dropbox => dropbox(&mut *s, i, per_conn, o.body, &block),
+                    Route::Dropbox => dropbox(&mut *s, i, per_conn, o.body, &block, &hashes),
                 }
                 (per_conn, own_cpu())
             }).unwrap()
@@ -299,7 +319,15 @@ fn onedrive(s: &mut dyn Stream, i: usize, size: u64, frag: u64, block: &[u8]) {
 
 /// Uploads one file of `size` bytes through a sequential Dropbox upload session, `body`
 /// bytes per append (rounded down to a multiple of 4 MiB).
-fn dropbox(s: &mut dyn Stream, i: usize, size: u64, body: u64, block: &[u8]) {
+/// `hashes` maps a body length to its content hash (empty: no `content_hash` sent).
+fn dropbox(
+    s: &mut dyn Stream,
+    i: usize,
+    size: u64,
+    body: u64,
+    block: &[u8],
+    hashes: &HashMap<u64, String>,
+) {
     let body = (body / (4 << 20)).max(1) * (4 << 20);
     let up = |route: &str, arg: String, n: u64| {
         format!(
@@ -313,7 +341,11 @@ fn dropbox(s: &mut dyn Stream, i: usize, size: u64, body: u64, block: &[u8]) {
     let mut off = 0u64;
     while off < size {
         let n = body.min(size - off);
-        let arg = serde_json::json!({"cursor": {"session_id": sid, "offset": off}}).to_string();
+        let mut arg = serde_json::json!({"cursor": {"session_id": sid, "offset": off}});
+        if let Some(h) = hashes.get(&n) {
+            arg["content_hash"] = h.as_str().into();
+        }
+        let arg = arg.to_string();
         let (st, resp) = request(s, up("append_v2", arg, n).as_bytes(), n, block);
         assert_eq!(st, 200, "{resp}");
         off += n;
@@ -321,6 +353,18 @@ fn dropbox(s: &mut dyn Stream, i: usize, size: u64, body: u64, block: &[u8]) {
     let arg = serde_json::json!({"cursor": {"session_id": sid, "offset": off}, "commit": {"path": format!("/bench-{i}.bin")}}).to_string();
     let (st, resp) = request(s, up("finish", arg, 0).as_bytes(), 0, block);
     assert_eq!(st, 200, "{resp}");
+}
+
+/// The Dropbox content hash of the `n`-byte body [`request`] sends (`block` repeated).
+fn body_content_hash(n: u64, block: &[u8]) -> String {
+    let mut h = upload_session_emulator::hash::ContentHasher::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(block.len() as u64) as usize;
+        h.update(&block[..k]);
+        left -= k as u64;
+    }
+    h.hex()
 }
 
 /// CPU seconds (user + system) used so far by the server's threads (and by live client

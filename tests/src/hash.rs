@@ -210,17 +210,48 @@ impl ContentHasher {
     }
 
     /// Feeds `data`.
-    pub fn update(&mut self, mut data: &[u8]) {
+    pub fn update(&mut self, data: &[u8]) {
+        self.update_with_blocks(data, |_| {});
+    }
+
+    /// Feeds `data` like [`ContentHasher::update`], and hands the digest of every 4 MiB
+    /// block it completes to `on_block` (so that another hasher positioned on the same
+    /// block boundaries can take the digest instead of hashing the bytes again).
+    pub fn update_with_blocks(&mut self, mut data: &[u8], mut on_block: impl FnMut(&[u8; 32])) {
         while !data.is_empty() {
             let take = (CONTENT_HASH_BLOCK - self.in_block).min(data.len());
-            self.block.update(&data[..take]);
+            let (now, rest) = data.split_at(take);
+            self.block.update(now);
             self.in_block += take;
             self.len += take as u64;
-            data = &data[take..];
+            data = rest;
             if self.in_block == CONTENT_HASH_BLOCK {
-                self.flush_block();
+                let digest: [u8; 32] = std::mem::take(&mut self.block).finalize().into();
+                self.outer.update(digest);
+                self.in_block = 0;
+                on_block(&digest);
             }
         }
+    }
+
+    /// True when the hasher stands on a 4 MiB block boundary (no partial block pending).
+    pub fn at_block_boundary(&self) -> bool {
+        self.in_block == 0
+    }
+
+    /// Continues with the partial block `other` has pending (the tail of a body whose
+    /// complete blocks were already handed over with [`ContentHasher::push_block_digest`]).
+    /// Only meaningful when `self` stands on a block boundary, which the caller checks with
+    /// [`ContentHasher::at_block_boundary`]; otherwise nothing happens and `false` is
+    /// returned.
+    pub fn adopt_partial_block(&mut self, other: &ContentHasher) -> bool {
+        if self.in_block != 0 {
+            return false;
+        }
+        self.block = other.block.clone();
+        self.in_block = other.in_block;
+        self.len += other.in_block as u64;
+        true
     }
 
     /// Feeds the digest of one complete block that was hashed elsewhere (used for Dropbox

@@ -45,6 +45,10 @@ pub struct Sink {
     body_content: Option<ContentHasher>,
     body_sha: Option<Sha256>,
     parts: Option<Vec<Bytes>>,
+    /// The body's content hash and the file's coincide block for block (the body starts
+    /// on a 4 MiB boundary of the file): each block is hashed once, by `body_content`,
+    /// and its digest handed to the file's content hash.
+    shared_blocks: bool,
 }
 
 /// What was received (possibly only a prefix, when the connection dropped).
@@ -67,7 +71,13 @@ pub struct Received {
 impl Sink {
     /// Starts receiving according to `spec`.
     pub fn new(spec: SinkSpec) -> Self {
+        let shared_blocks = spec.body_content_hash
+            && spec
+                .file
+                .as_ref()
+                .is_some_and(FileHashState::content_at_block_boundary);
         Self {
+            shared_blocks,
             spec_collect: spec.collect,
             max_len: spec.max_len,
             len: 0,
@@ -107,11 +117,16 @@ impl Sink {
             buf.extend_from_slice(&chunk);
         }
         self.len = new_len;
-        if let Some(f) = &mut self.file {
-            f.update(&chunk);
-        }
-        if let Some(h) = &mut self.body_content {
-            h.update(&chunk);
+        match (&mut self.file, &mut self.body_content) {
+            (Some(f), Some(h)) if self.shared_blocks => f.update_sharing_blocks(&chunk, h),
+            (f, h) => {
+                if let Some(f) = f {
+                    f.update(&chunk);
+                }
+                if let Some(h) = h {
+                    h.update(&chunk);
+                }
+            }
         }
         if let Some(h) = &mut self.body_sha {
             h.update(&chunk);
@@ -123,7 +138,12 @@ impl Sink {
     }
 
     /// Ends the intake.
-    pub fn finish(self) -> Received {
+    pub fn finish(mut self) -> Received {
+        if self.shared_blocks
+            && let (Some(f), Some(h)) = (&mut self.file, &self.body_content)
+        {
+            f.adopt_body_tail(h);
+        }
         Received {
             len: self.len,
             collected: self.collected.map(BytesMut::freeze),
@@ -131,6 +151,71 @@ impl Sink {
             body_content_hash: self.body_content.map(|h| h.hex()),
             body_sha256: self.body_sha.map(|h| h.finalize().into()),
             parts: self.parts.unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::DigestConfig;
+    use crate::hash::CONTENT_HASH_BLOCK as BLOCK;
+
+    fn bytes(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = 0x9e37_79b9 ^ seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 11) as u8
+            })
+            .collect()
+    }
+
+    /// Feeds `prefix` into a file state, then streams `body` through a sink (in uneven
+    /// pieces) with the body's content hash on; returns the sink's sharing decision and
+    /// the file's final content.
+    fn stream(prefix: &[u8], body: &[u8]) -> (bool, Received) {
+        let mut file = FileHashState::new(&DigestConfig::default(), false);
+        file.update(prefix);
+        let mut sink = Sink::new(SinkSpec {
+            file: Some(file),
+            body_content_hash: true,
+            max_len: u64::MAX,
+            ..SinkSpec::default()
+        });
+        let shared = sink.shared_blocks;
+        for piece in body.chunks(1_000_003) {
+            sink.push(Bytes::copy_from_slice(piece)).unwrap();
+        }
+        (shared, sink.finish())
+    }
+
+    #[test]
+    fn body_blocks_are_shared_with_the_file_only_on_a_block_boundary_and_stay_exact() {
+        let all = bytes(3 * BLOCK + 77, 5);
+        for (prefix, body_len, want_shared) in [
+            (0, 2 * BLOCK + 5, true),
+            (BLOCK, BLOCK, true),
+            (2 * BLOCK, BLOCK - 1, true),
+            (1, 2 * BLOCK, false),
+            (BLOCK + 3, BLOCK + 9, false),
+            (0, 0, true),
+        ] {
+            let (p, b) = all.split_at(prefix);
+            let b = &b[..body_len];
+            let (shared, got) = stream(p, b);
+            assert_eq!(shared, want_shared, "prefix {prefix} body {body_len}");
+            assert_eq!(
+                got.body_content_hash.as_deref(),
+                Some(crate::hash::content_hash_hex(b).as_str())
+            );
+            let whole = [p, b].concat();
+            let file = got.file.unwrap().finish();
+            assert_eq!(file, crate::store::StoredContent::of(&whole, false));
+            assert_eq!(file.size, whole.len() as u64);
         }
     }
 }

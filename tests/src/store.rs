@@ -68,6 +68,48 @@ impl FileHashState {
         }
     }
 
+    /// True when the Dropbox content hash is computed and the file stands on a 4 MiB
+    /// block boundary: a body appended now has its blocks where the file has them, so
+    /// the body's block digests are the file's ([`FileHashState::update_sharing_blocks`]).
+    pub fn content_at_block_boundary(&self) -> bool {
+        self.content
+            .as_ref()
+            .is_some_and(ContentHasher::at_block_boundary)
+    }
+
+    /// Feeds the next bytes of the file like [`FileHashState::update`], except the
+    /// Dropbox content hash: `body` hashes them (it must have started where the file
+    /// stood on a block boundary, see [`FileHashState::content_at_block_boundary`]) and
+    /// hands each completed block's digest over, so each byte is hashed once. The
+    /// pending partial block is taken over by [`FileHashState::adopt_body_tail`] when
+    /// the body ends.
+    pub fn update_sharing_blocks(&mut self, data: &[u8], body: &mut ContentHasher) {
+        self.len += data.len() as u64;
+        if let Some(h) = &mut self.sha256 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.quick_xor {
+            h.update(data);
+        }
+        match &mut self.content {
+            Some(file) => body.update_with_blocks(data, |d| {
+                file.push_block_digest(d, crate::hash::CONTENT_HASH_BLOCK as u64)
+            }),
+            None => body.update(data),
+        }
+        if let Some(b) = &mut self.bytes {
+            b.extend_from_slice(data);
+        }
+    }
+
+    /// Ends a run of [`FileHashState::update_sharing_blocks`]: the file's content hash
+    /// continues with the body's pending partial block.
+    pub fn adopt_body_tail(&mut self, body: &ContentHasher) {
+        if let Some(file) = &mut self.content {
+            file.adopt_partial_block(body);
+        }
+    }
+
     /// QuickXorHash so far (base64), when computed.
     pub fn quick_xor_base64(&self) -> Option<String> {
         self.quick_xor.as_ref().map(QuickXorHash::base64)

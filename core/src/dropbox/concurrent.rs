@@ -109,6 +109,34 @@ impl Conc {
         None
     }
 
+    /// The bodies of the first `n` chunks dispatch would send next, besides those in
+    /// flight, in dispatch order (read-ahead candidates; the closing chunk comes last,
+    /// once every other chunk is done or in flight).
+    pub(crate) fn upcoming(&self, n: usize, parallelism: u32) -> Vec<ByteRange> {
+        let mut out = Vec::new();
+        if self.closed || n == 0 {
+            return out;
+        }
+        let last = self.last();
+        let horizon = self
+            .low_water
+            .saturating_add(LOOKAHEAD.max(4 * u64::from(parallelism)));
+        let mut k = self.low_water;
+        while k < last {
+            if out.len() >= n || k >= horizon {
+                return out;
+            }
+            if !self.is_done(k) && !self.in_flight.contains(&k) {
+                out.push(self.range(k));
+            }
+            k += 1;
+        }
+        if out.len() < n && !self.is_done(last) && !self.in_flight.contains(&last) {
+            out.push(self.range(last));
+        }
+        out
+    }
+
     fn op(&self, k: u64) -> Op {
         Op {
             kind: OpKind::Append,

@@ -24,3 +24,10 @@ pub const DEFAULT_PARALLELISM: u32 = 4;
 
 /// Most concurrent appends in flight.
 pub const MAX_PARALLELISM: u32 = 64;
+
+/// Default read-ahead: chunks read (and hashed) while the requests before them are in
+/// flight, so that hashing overlaps the transfer.
+pub const DEFAULT_READ_AHEAD: u32 = 1;
+
+/// Most chunks read ahead.
+pub const MAX_READ_AHEAD: u32 = 16;

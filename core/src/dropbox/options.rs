@@ -2,8 +2,8 @@
 
 use super::commit::CommitInfo;
 use super::limits::{
-    CONCURRENT_ALIGN, DEFAULT_CHUNK, DEFAULT_PARALLELISM, MAX_BODY, MAX_CONCURRENT_CHUNK,
-    MAX_PARALLELISM,
+    CONCURRENT_ALIGN, DEFAULT_CHUNK, DEFAULT_PARALLELISM, DEFAULT_READ_AHEAD, MAX_BODY,
+    MAX_CONCURRENT_CHUNK, MAX_PARALLELISM, MAX_READ_AHEAD,
 };
 use crate::error::BuildError;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,19 @@ pub struct UploadOptions {
     /// commits need a closed session) and for concurrent sessions (their finish is
     /// always empty).
     pub last_chunk_in_finish: bool,
+    /// Chunks read (`Output::NeedData`) ahead of the requests in flight (`0..=16`,
+    /// default 1; 0 disables). While chunk k travels, the machine asks for the chunk it
+    /// will send next, so the adapter reads and hashes it (the content hash in
+    /// `provide_data`) during k's transfer; it is sent from memory once a slot frees.
+    /// Memory: up to `(1 + read_ahead) × chunk_size` bytes held for a sequential session,
+    /// `(parallelism + read_ahead) × chunk_size` for a concurrent one. Checkpoints
+    /// never claim bytes that were only read ahead.
+    #[serde(default = "default_read_ahead")]
+    pub read_ahead: u32,
+}
+
+fn default_read_ahead() -> u32 {
+    DEFAULT_READ_AHEAD
 }
 
 impl UploadOptions {
@@ -51,6 +64,7 @@ impl UploadOptions {
             chunk_size: DEFAULT_CHUNK,
             parallelism: DEFAULT_PARALLELISM,
             last_chunk_in_finish: true,
+            read_ahead: DEFAULT_READ_AHEAD,
         }
     }
 
@@ -59,7 +73,7 @@ impl UploadOptions {
     /// # Errors
     /// [`BuildError::ChunkSizeZero`], [`BuildError::ChunkSizeTooLarge`],
     /// [`BuildError::ChunkSizeNotMultiple`] (concurrent) or
-    /// [`BuildError::InvalidOption`] (parallelism).
+    /// [`BuildError::InvalidOption`] (parallelism, read-ahead).
     pub fn validate(&self) -> Result<(), BuildError> {
         let c = self.chunk_size;
         if c == 0 {
@@ -90,6 +104,12 @@ impl UploadOptions {
             return Err(BuildError::InvalidOption {
                 option: "parallelism",
                 reason: "must be between 1 and 64",
+            });
+        }
+        if self.read_ahead > MAX_READ_AHEAD {
+            return Err(BuildError::InvalidOption {
+                option: "read_ahead",
+                reason: "must be between 0 and 16",
             });
         }
         Ok(())
@@ -139,5 +159,18 @@ mod tests {
         assert!(o.validate().is_err());
         o.parallelism = 65;
         assert!(o.validate().is_err());
+        o.parallelism = 4;
+        for (n, ok) in [(0, true), (1, true), (MAX_READ_AHEAD, true), (17, false)] {
+            o.read_ahead = n;
+            assert_eq!(o.validate().is_ok(), ok, "read_ahead {n}");
+        }
+        o.read_ahead = MAX_READ_AHEAD + 1;
+        assert_eq!(
+            o.validate(),
+            Err(BuildError::InvalidOption {
+                option: "read_ahead",
+                reason: "must be between 0 and 16"
+            })
+        );
     }
 }

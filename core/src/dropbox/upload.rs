@@ -230,6 +230,16 @@ impl Builder {
         self
     }
 
+    /// Sets how many chunks may be read ahead of the requests in flight (default 1, at
+    /// most 16, 0 disables; checked by [`build`](Self::build)). Read-ahead lets the
+    /// adapter read and hash the next chunk while the current one travels; it holds up
+    /// to `(1 + n) × chunk_size` bytes (sequential) or `(parallelism + n) × chunk_size`
+    /// (concurrent) in memory. See [`UploadOptions::read_ahead`].
+    pub fn read_ahead(mut self, n: u32) -> Self {
+        self.opts.read_ahead = n;
+        self
+    }
+
     /// Sequential commits: whether the last chunk travels in `finish` (default) or in a
     /// closing append followed by an empty finish.
     pub fn last_chunk_in_finish(mut self, on: bool) -> Self {
@@ -262,7 +272,7 @@ impl Builder {
     /// A [`BuildError`] naming the first invalid setting: chunk size (zero, above
     /// 157,286,400, or for concurrent sessions not a multiple of 4 MiB or above
     /// 155,189,248), parallelism, file size above 2,199,019,061,248, base URLs, team
-    /// headers, or a fingerprint of another size.
+    /// headers, read-ahead above 16, or a fingerprint of another size.
     pub fn build(self) -> Result<DropboxUpload, BuildError> {
         let fingerprint = self
             .fingerprint
@@ -484,6 +494,14 @@ impl DropboxUpload {
         self.in_flight.len() + self.abandoned.len()
     }
 
+    /// Bytes of source data the machine holds: bodies in flight, bodies kept for a
+    /// retry, and chunks read ahead. At most `(1 + read_ahead) × chunk_size` for a
+    /// sequential session and `(parallelism + read_ahead) × chunk_size` for a concurrent
+    /// one.
+    pub fn held_bytes(&self) -> u64 {
+        self.held.values().map(|h| h.data.len() as u64).sum()
+    }
+
     /// The current session id, if a session exists.
     pub fn session_id(&self) -> Option<&str> {
         self.session.as_ref().map(|s| s.id.as_str())
@@ -663,9 +681,13 @@ impl DropboxUpload {
         self.session = None;
         self.stage = Stage::Start;
         self.finish_unsure = false;
-        // Answers of the old session's requests are stale now.
+        // Answers of the old session's requests are stale now (they stay counted against
+        // the cap until they come back). Their bodies (and any read ahead) are dropped,
+        // so the held bytes stay within the bound of `held_bytes` while the new session
+        // reads from its start.
         self.abandon_in_flight();
         self.need = None;
+        self.held.clear();
         match &mut self.layout {
             Layout::Seq(s) => {
                 s.offset = 0;
@@ -909,6 +931,14 @@ impl DropboxUpload {
                     return Ok(None);
                 }
             }
+            // Nothing may be sent now: read (and hash) what will be sent next.
+            if let Some(range) = self.read_ahead_range() {
+                self.need = Some(Need {
+                    range,
+                    hash_only: false,
+                });
+                return Ok(None);
+            }
             return Err(());
         };
         if self.token.is_none() {
@@ -951,6 +981,68 @@ impl DropboxUpload {
         } else {
             Ok(self.send(now, op, Bytes::new(), None))
         }
+    }
+
+    /// True when `range` lies inside one held body.
+    fn holds(&self, range: ByteRange) -> bool {
+        self.held
+            .range(..=range.start())
+            .next_back()
+            .is_some_and(|(&start, h)| start.saturating_add(h.data.len() as u64) >= range.end())
+    }
+
+    /// The body to read ahead while requests are in flight and nothing else may be sent
+    /// (`None`: read-ahead is off, full, or there is nothing to read). Only bodies the
+    /// plan will send next *if every request in flight succeeds* qualify: sequential,
+    /// the chunks right after the one in flight; concurrent, the next chunks in dispatch
+    /// order that are neither done nor in flight. At most `read_ahead` of them are held
+    /// besides the bodies in flight, so `held` stays within `(in-flight + read_ahead)`
+    /// chunks. Read-ahead bytes extend the hash ledger but never the acknowledged
+    /// offset, so checkpoints do not claim them.
+    fn read_ahead_range(&self) -> Option<ByteRange> {
+        let depth = self.opts.read_ahead;
+        if depth == 0 || self.in_flight.is_empty() || self.token.is_none() {
+            return None;
+        }
+        let candidates: Vec<ByteRange> = match (&self.stage, &self.layout) {
+            (Stage::Start | Stage::Upload, Layout::Seq(_)) => {
+                // One request at a time: what follows it if it lands.
+                let mut it = self.in_flight.values();
+                let f = it.next()?;
+                if it.next().is_some() || f.op.kind == OpKind::Finish {
+                    return None;
+                }
+                let mut q = Seq {
+                    offset: f.op.body.end(),
+                    closed: f.op.close,
+                };
+                let mut out = Vec::new();
+                for _ in 0..depth {
+                    let next = q.next_op(
+                        self.size,
+                        self.opts.chunk_size,
+                        self.commit_mode(),
+                        self.opts.last_chunk_in_finish,
+                    );
+                    if next.body.is_empty() {
+                        break;
+                    }
+                    out.push(next.body);
+                    q.offset = next.body.end();
+                    q.closed = next.close;
+                }
+                out
+            }
+            (Stage::Upload, Layout::Conc(c)) => c.upcoming(depth as usize, self.opts.parallelism),
+            _ => return None,
+        };
+        // A resumed sequential session reads the gap the ledger lacks first (hash only);
+        // read ahead only in order after the hashed prefix.
+        let hashed = self.ledger.prefix_len();
+        candidates
+            .into_iter()
+            .filter(|r| !matches!(self.layout, Layout::Seq(_)) || r.start() <= hashed)
+            .find(|&r| !self.holds(r))
     }
 
     fn hash_read_len(&self) -> u64 {

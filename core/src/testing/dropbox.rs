@@ -28,6 +28,7 @@ pub struct DropboxScenario {
     config: DropboxConfig,
     token: bool,
     commit: CommitInfo,
+    read_ahead: Option<u32>,
 }
 
 impl DropboxScenario {
@@ -43,6 +44,7 @@ impl DropboxScenario {
             config: DropboxConfig::with_hosts(CONTENT, API),
             token: true,
             commit: CommitInfo::new(PATH).expect("valid path"),
+            read_ahead: None,
         }
     }
 
@@ -85,6 +87,12 @@ impl DropboxScenario {
         self
     }
 
+    /// Sets the read-ahead (default: the builder's).
+    pub fn read_ahead(mut self, n: u32) -> Self {
+        self.read_ahead = Some(n);
+        self
+    }
+
     /// Starts without an access token.
     pub fn no_token(mut self) -> Self {
         self.token = false;
@@ -104,6 +112,9 @@ impl DropboxScenario {
             .parallelism(self.parallelism)
             .last_chunk_in_finish(self.last_in_finish)
             .config(self.config);
+        if let Some(n) = self.read_ahead {
+            b = b.read_ahead(n);
+        }
         if self.token {
             b = b.access_token(AccessToken::new("test-token").expect("valid token"));
         }

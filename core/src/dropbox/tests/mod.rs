@@ -6,6 +6,7 @@ mod concurrent;
 mod errors;
 mod escaping;
 mod finishing;
+mod read_ahead;
 mod resume;
 mod sequential;
 mod starting;

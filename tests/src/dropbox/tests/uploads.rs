@@ -356,3 +356,74 @@ fn seeding_helpers() {
     h.emu.reset();
     assert!(h.emu.files().is_empty());
 }
+
+/// Bodies that carry `content_hash` and start on a 4 MiB boundary of the file have their
+/// block digests reused for the file's content hash (one SHA-256 pass per byte); bodies
+/// that start elsewhere are hashed twice. Either way the stored digests must be exact, and
+/// a mismatching `content_hash` must still be refused with nothing stored (dropbox.md §8,
+/// §12 rule 30).
+#[test]
+fn bodies_with_content_hash_keep_the_file_digests_exact_aligned_or_not() {
+    let hashed = |body: &[u8]| crate::hash::content_hash_hex(body);
+    // (start body, then append bodies, then finish body), in bytes.
+    for (case, sizes) in [
+        // Aligned throughout: every body starts on a block boundary.
+        ("aligned", vec![BLOCK, 2 * BLOCK, BLOCK + 5, 0]),
+        // Unaligned starts, then back on a boundary by chance, then a partial tail.
+        (
+            "unaligned",
+            vec![MIB + 7, BLOCK, 3 * MIB - 7, 2 * BLOCK + 1, 9],
+        ),
+        // Aligned start with a partial tail, then an unaligned append spanning blocks.
+        ("mixed", vec![2 * BLOCK, BLOCK - 1, BLOCK + 1, BLOCK, 3]),
+        // Everything in start+finish, both with hashes.
+        ("two", vec![BLOCK, 7]),
+    ] {
+        let total: usize = sizes.iter().sum();
+        let src = data(total, total as u8);
+        let mut h = H::new();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for n in &sizes {
+            pieces.push(&src[at..at + n]);
+            at += n;
+        }
+        let (first, rest) = pieces.split_first().unwrap();
+        let (last, middle) = rest.split_last().unwrap();
+        let r = h.send(up(
+            "start",
+            &arg(json!({ "content_hash": hashed(first) })),
+            first,
+        ));
+        assert_eq!(r.status(), 200, "{case}: {}", body_text(&r));
+        let sid = body_json(&r)["session_id"].as_str().unwrap().to_string();
+        let mut offset = first.len();
+        for body in middle {
+            // A wrong hash first: refused, and the file state must not move.
+            let bad = json!({ "cursor": { "session_id": sid, "offset": offset },
+                              "content_hash": hashed(b"not this body") });
+            assert_409(
+                &h.send(up("append_v2", &arg(bad), body)),
+                "content_hash_mismatch",
+            );
+            let good = json!({ "cursor": { "session_id": sid, "offset": offset },
+                               "content_hash": hashed(body) });
+            let r = h.send(up("append_v2", &arg(good), body));
+            assert_eq!(r.status(), 200, "{case}: {}", body_text(&r));
+            offset += body.len();
+        }
+        let fin = json!({ "cursor": { "session_id": sid, "offset": offset },
+                          "commit": { "path": format!("/hashed/{case}.bin") },
+                          "content_hash": hashed(last) });
+        let r = h.send(up("finish", &arg(fin), last));
+        assert_eq!(r.status(), 200, "{case}: {}", body_text(&r));
+        assert_eq!(body_json(&r)["content_hash"], hashed(&src), "{case}");
+        assert_file(&h, &format!("/hashed/{case}.bin"), &src);
+        assert_eq!(
+            h.v(Violation::ContentHashMismatch),
+            middle.len() as u64,
+            "{case}: only the deliberate mismatches"
+        );
+        assert_eq!(h.violations(), middle.len() as u64, "{case}");
+    }
+}
