@@ -162,16 +162,9 @@ mod tests {
     use crate::config::DigestConfig;
     use crate::hash::CONTENT_HASH_BLOCK as BLOCK;
 
-    fn bytes(n: usize, seed: u32) -> Vec<u8> {
-        let mut x = 0x9e37_79b9 ^ seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x >> 11) as u8
-            })
-            .collect()
+    /// The Dropbox model tests' deterministic data.
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        crate::dropbox::tests::data(n, seed)
     }
 
     /// Feeds `prefix` into a file state, then streams `body` through a sink (in uneven

@@ -64,7 +64,7 @@ mod args;
 mod errors;
 mod namespace;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;

@@ -26,7 +26,7 @@ pub(super) fn t0() -> SystemTime {
 }
 
 /// Deterministic test data.
-pub(super) fn data(n: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn data(n: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
     (0..n)
         .map(|_| {
