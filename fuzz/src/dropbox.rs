@@ -764,30 +764,9 @@ impl Run {
         fingerprint: &SourceFingerprint,
         cfg: &DropboxConfig,
     ) -> Option<DropboxUpload> {
-        let cp = self.last_cp.clone()?;
-        let json = cp.to_json().expect("a checkpoint does not serialise");
-        let cp = Checkpoint::from_json(&json).expect("a checkpoint does not read back");
+        let cp = self.last_cp.as_ref()?;
         let token = AccessToken::new(self.emu.issue_token()).ok();
-        // A refused resume (a typed error, e.g. the session expired while the process was
-        // down) leaves the running process as it was: no crash happened, and its requests
-        // are still on the wire.
-        let m = match DropboxUpload::resume(cp, fingerprint, cfg.clone(), token) {
-            Ok(m) => m,
-            // A checkpoint the machine emitted itself must never be inconsistent (this
-            // caught a real bug: a Dropbox checkpoint taken right after a forward resync).
-            Err(upload_session::ResumeError::Inconsistent(why)) => {
-                panic!("the machine emitted a checkpoint it cannot resume: {why}")
-            }
-            Err(e) => {
-                if shapes::trace() {
-                    eprintln!("    resume refused: {e:?}");
-                }
-                return None;
-            }
-        };
-        if shapes::trace() {
-            eprintln!("    crash, resumed from the last checkpoint");
-        }
+        let m = crate::resume_after_crash::<DropboxUpload>(cp, fingerprint, cfg, token)?;
         // The new process forgets what the server told it since the checkpoint: the
         // emulator cannot know that, so it may flag the (correct) re-query.
         if self.answers_since_cp > 0 || self.flights.iter().any(|f| f.honest) {

@@ -108,3 +108,58 @@ pub fn replay_main(target: &str, f: fn(&[u8])) {
     }
     println!("{target}: replayed {n} inputs");
 }
+
+/// A checkpoint type that goes through its JSON form when a fuzzed process "crashes".
+pub(crate) trait JsonCheckpoint: Sized {
+    /// `to_json` then `from_json`: the file a restarted process would read.
+    fn round_trip(&self) -> Self;
+}
+
+impl JsonCheckpoint for upload_session::onedrive::Checkpoint {
+    fn round_trip(&self) -> Self {
+        let json = self.to_json().expect("a checkpoint does not serialise");
+        Self::from_json(&json).expect("a checkpoint does not read back")
+    }
+}
+
+impl JsonCheckpoint for upload_session::dropbox::Checkpoint {
+    fn round_trip(&self) -> Self {
+        let json = self.to_json().expect("a checkpoint does not serialise");
+        Self::from_json(&json).expect("a checkpoint does not read back")
+    }
+}
+
+/// A simulated crash of the machine targets: a new machine resumes from the last
+/// checkpoint's JSON. `None` when the resume is refused with a typed error (e.g. the
+/// session expired while the process was down): then no crash happened and the running
+/// process goes on, its requests still on the wire.
+pub(crate) fn resume_after_crash<M>(
+    cp: &M::Checkpoint,
+    fingerprint: &upload_session::SourceFingerprint,
+    cfg: &M::Config,
+    token: Option<upload_session::AccessToken>,
+) -> Option<M>
+where
+    M: upload_session::driver::Resumable,
+    M::Checkpoint: JsonCheckpoint,
+    M::Config: Clone,
+{
+    let m = match M::resume(cp.round_trip(), fingerprint, cfg.clone(), token) {
+        Ok(m) => m,
+        // A checkpoint the machine emitted itself must never be inconsistent (this
+        // caught a real bug: a Dropbox checkpoint taken right after a forward resync).
+        Err(upload_session::ResumeError::Inconsistent(why)) => {
+            panic!("the machine emitted a checkpoint it cannot resume: {why}")
+        }
+        Err(e) => {
+            if shapes::trace() {
+                eprintln!("    resume refused: {e:?}");
+            }
+            return None;
+        }
+    };
+    if shapes::trace() {
+        eprintln!("    crash, resumed from the last checkpoint");
+    }
+    Some(m)
+}
