@@ -334,3 +334,32 @@ fn retry_after_ten_years_does_not_sleep() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A transport that panics (here a caller's ureq middleware) on the worker thread that
+/// sends the request: the panic is caught there and the upload ends in a typed
+/// [`Error::Request`] at once, instead of the drive loop waiting for an answer that can
+/// never come. Nothing reaches the server.
+#[test]
+fn a_panicking_transport_thread_is_a_typed_error() {
+    let (addr, log, h) = raw_server(|_, _| 0);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .middleware(
+            |_: ureq::http::Request<ureq::SendBody>,
+             _: ureq::middleware::MiddlewareNext|
+             -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+                panic!("middleware blew up")
+            },
+        )
+        .build()
+        .into();
+    let data = vec![2u8; 1000];
+    let started = Instant::now();
+    let e = onedrive(addr, &data).agent(agent).run().unwrap_err();
+    stop(&log, h);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match &e {
+        Error::Request(why) => assert!(why.contains("panicked"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(log.connections.load(Ordering::Relaxed), 0);
+}
