@@ -228,3 +228,157 @@ async fn a_server_that_never_answers_times_out_on_tokios_clock() {
     assert!(waited < Duration::from_secs(60), "{waited:?}");
     assert!(real.elapsed() < Duration::from_secs(10));
 }
+
+/// Issue 8's overlap, shown on tokio's clock instead of a bench: a source that takes
+/// 50 ms (virtual) to produce each 1 MiB chunk and a server that takes 100 ms to answer.
+/// Each request is first polled at the very instant it can go, once its chunk is read
+/// and the previous append answered (it is spawned when the machine emits it, not after
+/// the next chunk has been prepared), and the next chunk is read while that request is
+/// still on the wire (Dropbox `read_ahead`, default
+/// 1). A loop without the overlap would start each request 50 ms late, or read each
+/// chunk only after the previous answer.
+#[tokio::test(start_paused = true)]
+async fn dropbox_reads_the_next_chunk_while_a_request_is_on_the_wire() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, ReadBuf};
+    use tokio::time::Instant as VInstant;
+
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 4;
+    const READ: Duration = Duration::from_millis(50);
+    const ANSWER: Duration = Duration::from_millis(100);
+
+    /// Serves `data`, sleeping `READ` before the first byte of each chunk, and records
+    /// when the last byte of each chunk was handed over.
+    struct SlowChunks {
+        data: Vec<u8>,
+        pos: usize,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        slept_for: Option<usize>,
+        done_at: Arc<Mutex<Vec<VInstant>>>,
+    }
+    impl AsyncRead for SlowChunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let this = &mut *self;
+            if this.pos >= this.data.len() {
+                return Poll::Ready(Ok(()));
+            }
+            let chunk = this.pos / CHUNK;
+            if this.slept_for != Some(chunk) {
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(READ)));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.sleep = None;
+                this.slept_for = Some(chunk);
+            }
+            let end = ((chunk + 1) * CHUNK).min(this.data.len());
+            let n = (end - this.pos).min(buf.remaining());
+            buf.put_slice(&this.data[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == end {
+                this.done_at.lock().unwrap().push(VInstant::now());
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+    use std::future::Future;
+
+    let emu = emulator(FaultPlan::none());
+    let bytes = data(CHUNKS * CHUNK, 34);
+    let read_done: Arc<Mutex<Vec<VInstant>>> = Arc::default();
+    // (first poll, answer) of each request that carries file bytes, in order.
+    let on_wire: Arc<Mutex<Vec<(VInstant, VInstant)>>> = Arc::default();
+    let client = {
+        let (emu, on_wire) = (emu.clone(), on_wire.clone());
+        client_fn(move |req| {
+            let (emu, on_wire) = (emu.clone(), on_wire.clone());
+            Box::pin(async move {
+                let started = VInstant::now();
+                let carries_data = !req.body().is_empty();
+                tokio::time::sleep(ANSWER).await;
+                let resp = emu
+                    .lock()
+                    .unwrap()
+                    .handle(std::time::SystemTime::now(), req);
+                if carries_data {
+                    on_wire.lock().unwrap().push((started, VInstant::now()));
+                }
+                Ok(resp.map(upload_session_async::full_body))
+            })
+        })
+    };
+    let mut cfg = DropboxConfig::with_hosts(
+        format!("{BASE}/dropbox/content/2"),
+        format!("{BASE}/dropbox/api/2"),
+    );
+    cfg.retry = retry();
+    let m = DropboxUpload::builder(
+        CommitInfo::new("/Paused/overlap.bin").unwrap(),
+        bytes.len() as u64,
+    )
+    .chunk_size(CHUNK as u64)
+    .config(cfg)
+    .access_token(token())
+    .build()
+    .unwrap();
+    let source = Source::reader(
+        SlowChunks {
+            data: bytes.clone(),
+            pos: 0,
+            sleep: None,
+            slept_for: None,
+            done_at: read_done.clone(),
+        },
+        bytes.len() as u64,
+    );
+    Upload::new(m, source)
+        .client(client)
+        .run()
+        .await
+        .expect("completes");
+
+    let read_done = read_done.lock().unwrap().clone();
+    let on_wire = on_wire.lock().unwrap().clone();
+    assert_eq!(read_done.len(), CHUNKS, "{read_done:?}");
+    assert_eq!(on_wire.len(), CHUNKS, "{on_wire:?}");
+    for k in 0..CHUNKS {
+        let (first_poll, answered) = on_wire[k];
+        // Sequential appends: request k can go once its chunk is read and request k-1
+        // has been answered, and it must go right then.
+        let ready = match k {
+            0 => read_done[0],
+            _ => read_done[k].max(on_wire[k - 1].1),
+        };
+        assert_eq!(
+            first_poll,
+            ready,
+            "request {k} was first polled {:?} after it could go",
+            first_poll - ready
+        );
+        if k + 1 < CHUNKS {
+            assert!(
+                read_done[k + 1] < answered,
+                "chunk {} was read {:?} after request {k} was answered",
+                k + 1,
+                read_done[k + 1] - answered
+            );
+        }
+    }
+    let emu = emu.lock().unwrap();
+    let rec = emu
+        .file(Service::Dropbox, "/Paused/overlap.bin")
+        .expect("stored");
+    assert_eq!(
+        rec.content.sha256.as_deref(),
+        Some(sha256_hex(&bytes).as_str())
+    );
+    assert_eq!(emu.violations().total(), 0);
+}
