@@ -180,7 +180,9 @@
 //!   [`UploadError::UntrustedUploadUrl`] (fatal, nothing sent there). A relative or
 //!   unparseable URL is malformed (the create is retried). The same policy applies to
 //!   the URL of a resumed checkpoint ([`ResumeError::Inconsistent`]). `Authorization`
-//!   never goes to an `uploadUrl`, whatever its host.
+//!   never goes to an `uploadUrl`, whatever its host. Callers who want file bytes to
+//!   reach only named hosts list them in `OneDriveConfig::upload_url_hosts` (opt-in:
+//!   the service names its own upload hosts).
 //! - **Options out of range**: fragment/chunk sizes (zero, unaligned, above 60 MiB /
 //!   150 MiB / 148 MiB concurrent), parallelism outside `1..=64`, files above the
 //!   service limit, batch groups outside `1..=1000`, a zero `request_timeout` or

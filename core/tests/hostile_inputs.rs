@@ -1491,34 +1491,159 @@ fn od_upload_url_huge() {
     assert_malformed_retries(&err_of(&od_upload_url(url)));
 }
 
-/// A tampered checkpoint cannot redirect the fragments either.
+/// `upload_url_hosts = [host]`, and the create answer's `uploadUrl` moved to `https://{to}`.
+fn od_upload_url_with_hosts(w: &World, host: &'static str, to: &'static str) -> OdReport {
+    od_run(
+        w,
+        |c| c.upload_url_hosts = vec![host.to_string()],
+        |w, route, req| {
+            (route == Od::Create).then(|| {
+                let honest = applied_honest(w, req);
+                let text = String::from_utf8(honest.body().to_vec()).unwrap();
+                resp(
+                    200,
+                    text.replace("http://127.0.0.1:0", &format!("https://{to}")),
+                    &[],
+                )
+            })
+        },
+    )
+    .0
+}
+
+/// `upload_url_hosts`: a look-alike that merely ends with an allowed name is refused,
+/// and nothing is sent to it.
 #[test]
-fn od_resume_with_untrusted_upload_url() {
+fn od_upload_url_hosts_refuse_a_lookalike() {
     let w = world();
-    let mut m = od_machine(&w, OD_SIZE, |_| {});
+    let r = od_upload_url_with_hosts(&w, "sharepoint.com", "evilsharepoint.com");
+    match err_of(&r) {
+        UploadError::UntrustedUploadUrl { reason } => {
+            assert!(reason.contains("upload_url_hosts"), "{reason}")
+        }
+        other => panic!("expected UntrustedUploadUrl, got {other:?}"),
+    }
+    assert!(w.sent.borrow().iter().all(|s| s.host == "127.0.0.1"));
+}
+
+/// `upload_url_hosts`: a subdomain of an entry is admitted, whatever the case.
+#[test]
+fn od_upload_url_hosts_admit_a_subdomain() {
+    let w = world();
+    let r = od_upload_url_with_hosts(&w, "SharePoint.com", "contoso-my.sharepoint.com");
+    assert_od_ok(&r);
+    assert!(
+        w.sent
+            .borrow()
+            .iter()
+            .any(|s| s.method == http::Method::PUT && s.host == "contoso-my.sharepoint.com")
+    );
+}
+
+/// `upload_url_hosts` does not imply loopback: the emulator's own URL is refused when
+/// the list names only Microsoft hosts.
+#[test]
+fn od_upload_url_hosts_do_not_imply_loopback() {
+    let w = world();
+    let (r, _) = od_run(
+        &w,
+        |c| c.upload_url_hosts = vec!["sharepoint.com".into()],
+        |_, _, _| None,
+    );
+    assert!(matches!(err_of(&r), UploadError::UntrustedUploadUrl { .. }));
+    assert!(
+        w.sent
+            .borrow()
+            .iter()
+            .all(|s| s.method == http::Method::POST)
+    );
+}
+
+/// `upload_url_hosts` entries are bare host names; anything else is refused at build.
+#[test]
+fn od_upload_url_hosts_must_be_bare_names() {
+    let w = world();
+    for bad in [
+        "",
+        "https://sharepoint.com",
+        "sharepoint.com:443",
+        "sharepoint.com/x",
+        ".sharepoint.com",
+        "sharepoint..com",
+        "share point.com",
+        "sharepoint.com\r\nX: y",
+        "*.sharepoint.com",
+    ] {
+        let mut cfg = od_config(&w);
+        cfg.upload_url_hosts = vec!["api.onedrive.com".into(), bad.into()];
+        let r = OneDriveUpload::builder(Target::path("/a"), 10)
+            .fragment_size(UNIT)
+            .config(cfg)
+            .build();
+        assert!(
+            matches!(
+                r,
+                Err(BuildError::InvalidOption {
+                    option: "upload_url_hosts",
+                    ..
+                })
+            ),
+            "{bad:?}: {r:?}"
+        );
+    }
+}
+
+/// The last checkpoint of an upload whose second fragment never got through.
+fn od_interrupted_checkpoint(w: &World) -> Checkpoint {
+    let mut m = od_machine(w, OD_SIZE, |_| {});
     let source = pattern(OD_SIZE);
     let mut first = true;
-    let (r, events) = run(&w, &mut m, &source, |w, wall, req| {
+    let (r, events) = run(w, &mut m, &source, |w, wall, req| {
         if od_route(&req) == Od::Put && !std::mem::take(&mut first) {
             return Delivery::Failure(TransportFailure::Connect);
         }
         Delivery::Response(honest(w, wall, req))
     });
     let _ = r;
-    let cp = events
+    events
         .iter()
         .rev()
         .find_map(|e| match e {
             Event::Checkpoint(c) => Some(c.clone()),
             _ => None,
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// A tampered checkpoint cannot redirect the fragments either.
+#[test]
+fn od_resume_with_untrusted_upload_url() {
+    let w = world();
+    let cp = od_interrupted_checkpoint(&w);
     let mut v = serde_json::to_value(&cp).unwrap();
     v["upload_url"] = serde_json::Value::from("http://evil.example/up?tempauth=x");
     let tampered: Checkpoint = serde_json::from_value(v).unwrap();
     let fp = SourceFingerprint::new(OD_SIZE, "");
     let e = OneDriveUpload::resume(tampered, &fp, od_config(&w), None).unwrap_err();
     assert!(matches!(e, ResumeError::Inconsistent(_)), "{e:?}");
+}
+
+/// A resumed `uploadUrl` must be within `upload_url_hosts` too; the same checkpoint
+/// resumes when the list names its host.
+#[test]
+fn od_resume_outside_upload_url_hosts() {
+    let w = world();
+    let cp = od_interrupted_checkpoint(&w);
+    let fp = SourceFingerprint::new(OD_SIZE, "");
+    let mut cfg = od_config(&w);
+    cfg.upload_url_hosts = vec!["sharepoint.com".into()];
+    let e = OneDriveUpload::resume(cp.clone(), &fp, cfg.clone(), None).unwrap_err();
+    match e {
+        ResumeError::Inconsistent(why) => assert!(why.contains("upload_url_hosts"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    cfg.upload_url_hosts.push("127.0.0.1".into());
+    assert!(OneDriveUpload::resume(cp, &fp, cfg, None).is_ok());
 }
 
 // ============================================================ OneDrive: options

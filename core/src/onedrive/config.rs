@@ -462,6 +462,25 @@ pub struct OneDriveConfig {
     /// Response bodies larger than this are not parsed (treated as malformed). Must be
     /// positive.
     pub max_response_body: usize,
+    /// Hosts an `uploadUrl` may point at (created or resumed from a checkpoint), on top
+    /// of the scheme rule ([`UploadError::UntrustedUploadUrl`]). Empty (the default):
+    /// any host, since the service names its own upload hosts (onedrive.md §1.4). Each
+    /// entry is a bare host name and admits itself and its subdomains, compared without
+    /// regard to ASCII case: `sharepoint.com` admits `contoso-my.sharepoint.com`, not
+    /// `evilsharepoint.com`. Loopback is not implied: an emulator on `127.0.0.1` needs
+    /// that entry. The hosts observed in the spec's logs are `sharepoint.com`
+    /// (Business), `api.onedrive.com` and `up.1drv.com` (Personal); national clouds
+    /// have their own.
+    ///
+    /// [`UploadError::UntrustedUploadUrl`]: crate::UploadError::UntrustedUploadUrl
+    ///
+    /// # Examples
+    /// ```
+    /// use upload_session::onedrive::OneDriveConfig;
+    /// let mut cfg = OneDriveConfig::default();
+    /// cfg.upload_url_hosts = vec!["sharepoint.com".into(), "api.onedrive.com".into()];
+    /// ```
+    pub upload_url_hosts: Vec<String>,
 }
 
 impl Default for OneDriveConfig {
@@ -479,6 +498,7 @@ impl Default for OneDriveConfig {
             max_orphan_waits: 3,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_response_body: 1 << 20,
+            upload_url_hosts: Vec::new(),
         }
     }
 }
@@ -517,6 +537,26 @@ impl OneDriveConfig {
                 reason: "must be positive",
             });
         }
+        if !self.upload_url_hosts.iter().all(|h| is_bare_host(h)) {
+            return Err(BuildError::InvalidOption {
+                option: "upload_url_hosts",
+                reason: "each entry must be a bare host name such as `sharepoint.com` \
+                         (letters, digits, `-` and inner dots; no scheme, port or path)",
+            });
+        }
         Ok(base.to_string())
     }
+}
+
+/// An `upload_url_hosts` entry: labels of ASCII letters, digits and `-`, joined by
+/// single dots, at most 253 bytes (a DNS name; an IPv4 address also fits).
+fn is_bare_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

@@ -475,11 +475,12 @@ impl OneDriveUpload {
             .checked_base()?
             .parse()
             .map_err(|_| ResumeError::Inconsistent("the Graph base is not a URL"))?;
-        if url.scheme().is_none() || wire::check_upload_url(&url, &base).is_err() {
-            // A tampered checkpoint must not send file bytes elsewhere (issue 7).
-            return Err(ResumeError::Inconsistent(
-                "uploadUrl is not https, nor http to loopback or the Graph host",
-            ));
+        if url.scheme().is_none() {
+            return Err(ResumeError::Inconsistent("uploadUrl is not absolute"));
+        }
+        // A tampered checkpoint must not send file bytes elsewhere (issue 7).
+        if let Err(reason) = wire::check_upload_url(&url, &base, &config.upload_url_hosts) {
+            return Err(ResumeError::Inconsistent(reason));
         }
         let mut m = Self::assemble(
             config,
@@ -1342,7 +1343,9 @@ impl OneDriveUpload {
                     }
                 };
                 // Hostile input: the fragments (and nothing else) would go there.
-                if let Err(reason) = wire::check_upload_url(&url, &self.create_uri) {
+                if let Err(reason) =
+                    wire::check_upload_url(&url, &self.create_uri, &self.cfg.upload_url_hosts)
+                {
                     self.fail(UploadError::UntrustedUploadUrl { reason });
                     return;
                 }

@@ -263,12 +263,21 @@ fn is_loopback_host(host: &str) -> bool {
 ///
 /// and never to a URL with user info (`https://graph.microsoft.com@evil.example/`: the
 /// host is `evil.example`, and some clients turn user info into credentials). Real
-/// upload URLs never have any. `Err` names the rule broken; the URL is never echoed.
-/// The caller has already checked that the URL is absolute (scheme and authority).
-pub(crate) fn check_upload_url(url: &Uri, graph_base: &Uri) -> Result<(), &'static str> {
+/// upload URLs never have any. When `hosts` (the caller's `upload_url_hosts`) is not
+/// empty, the host must also be one of them or a subdomain of one. `Err` names the rule
+/// broken; the URL is never echoed. The caller has already checked that the URL is
+/// absolute (scheme and authority).
+pub(crate) fn check_upload_url(
+    url: &Uri,
+    graph_base: &Uri,
+    hosts: &[String],
+) -> Result<(), &'static str> {
     let authority = url.authority().ok_or("`uploadUrl` is not absolute")?;
     if authority.as_str().contains('@') {
         return Err("`uploadUrl` carries user info");
+    }
+    if !hosts.is_empty() && !hosts.iter().any(|h| host_within(authority.host(), h)) {
+        return Err("`uploadUrl` host is not in `upload_url_hosts`");
     }
     match url.scheme_str() {
         Some("https") => Ok(()),
@@ -290,6 +299,19 @@ pub(crate) fn check_upload_url(url: &Uri, graph_base: &Uri) -> Result<(), &'stat
     }
 }
 
+/// True when `host` is `allowed` or a subdomain of it (ASCII case-insensitive; a
+/// trailing root dot on `host` is ignored).
+fn host_within(host: &str, allowed: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.len() == allowed.len() {
+        return host.eq_ignore_ascii_case(allowed);
+    }
+    host.len() > allowed.len()
+        && host.is_char_boundary(host.len() - allowed.len())
+        && host.as_bytes()[host.len() - allowed.len() - 1] == b'.'
+        && host[host.len() - allowed.len()..].eq_ignore_ascii_case(allowed)
+}
+
 /// A single header as text, when present once and visible ASCII.
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut all = headers.get_all(name).iter();
@@ -303,6 +325,29 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_url_hosts_match_the_host_and_its_subdomains_only() {
+        assert!(host_within("sharepoint.com", "sharepoint.com"));
+        assert!(host_within("contoso-my.SharePoint.com", "sharepoint.COM"));
+        assert!(host_within("a.b.sharepoint.com.", "sharepoint.com"));
+        assert!(!host_within("evilsharepoint.com", "sharepoint.com"));
+        assert!(!host_within(
+            "sharepoint.com.evil.example",
+            "sharepoint.com"
+        ));
+        assert!(!host_within("harepoint.com", "sharepoint.com"));
+        assert!(!host_within("", "sharepoint.com"));
+        // Not a panic on multi-byte hosts (a hostile URL's host need not be ASCII).
+        assert!(!host_within("é.sharepoint.cém", "sharepoint.com"));
+        let base: Uri = "https://graph.microsoft.com/v1.0".parse().unwrap();
+        let hosts = ["sharepoint.com".to_string()];
+        let ok: Uri = "https://x.sharepoint.com/up".parse().unwrap();
+        let other: Uri = "https://up.example/up".parse().unwrap();
+        assert_eq!(check_upload_url(&ok, &base, &hosts), Ok(()));
+        assert!(check_upload_url(&other, &base, &hosts).is_err());
+        assert_eq!(check_upload_url(&other, &base, &[]), Ok(()));
+    }
     use crate::onedrive::config::{ConflictBehavior, FileSystemInfo, Target};
     use std::time::{Duration, UNIX_EPOCH};
 
