@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use upload_session::dropbox::{CommitInfo, DropboxConfig, DropboxUpload};
-use upload_session::onedrive::{OneDriveConfig, OneDriveUpload, Target};
+use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
 use upload_session::{AccessToken, BuildError, SourceFingerprint};
 use upload_session_emulator::FaultPlan;
 
@@ -15,14 +15,7 @@ fn onedrive_start(
     cfg: OneDriveConfig,
     tok: Option<AccessToken>,
 ) -> Result<OneDriveUpload, BuildError> {
-    let mut b = OneDriveUpload::builder(Target::path("/cross/od.bin"), fp.size)
-        .fingerprint(fp)
-        .fragment_size(UNIT)
-        .config(cfg);
-    if let Some(t) = tok {
-        b = b.access_token(t);
-    }
-    b.build()
+    onedrive_start_at("/cross/od.bin", fp, cfg, tok)
 }
 
 const CHUNK: u64 = 1 << 20;

@@ -320,18 +320,7 @@ fn cancel_leaves_a_private_checkpoint_and_resume_completes_without_resending() {
     std::fs::write(&path, &bytes).unwrap();
     let ckpt = dir.join("c.checkpoint");
     let cfg = config(&server);
-    let start = |fp: upload_session::SourceFingerprint,
-                 cfg: upload_session::onedrive::OneDriveConfig,
-                 tok: Option<AccessToken>| {
-        let mut b = OneDriveUpload::builder(Target::path("/cancel/c.bin"), fp.size)
-            .fingerprint(fp)
-            .fragment_size(UNIT)
-            .config(cfg);
-        if let Some(t) = tok {
-            b = b.access_token(t);
-        }
-        b.build()
-    };
+    let start = |fp, cfg, tok| onedrive_start_at("/cancel/c.bin", fp, cfg, tok);
 
     let source = Source::file(&path).unwrap();
     let prepared = resume_or_start(&ckpt, &source, cfg.clone(), Some(token()), start).unwrap();

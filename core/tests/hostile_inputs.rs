@@ -344,12 +344,7 @@ fn od_create_body_truncated() {
         },
     );
     assert_malformed_retries(&err_of(&r));
-    assert!(
-        w.sent
-            .borrow()
-            .iter()
-            .all(|s| s.method == http::Method::POST)
-    );
+    assert!(only_creates_were_sent(&w));
 }
 
 /// od §1.4: an HTML error page with status 200.
@@ -1295,6 +1290,22 @@ fn od_upload_url(url: &'static str) -> OdReport {
     r
 }
 
+/// Whether some fragment (`PUT`) was sent to `host`.
+fn a_fragment_went_to(w: &World, host: &str) -> bool {
+    w.sent
+        .borrow()
+        .iter()
+        .any(|s| s.method == http::Method::PUT && s.host == host)
+}
+
+/// Whether every request sent was a create (`POST`): no fragment left.
+fn only_creates_were_sent(w: &World) -> bool {
+    w.sent
+        .borrow()
+        .iter()
+        .all(|s| s.method == http::Method::POST)
+}
+
 fn assert_untrusted(r: &OdReport) {
     match err_of(r) {
         UploadError::UntrustedUploadUrl { reason } => {
@@ -1380,12 +1391,7 @@ fn od_upload_url_graph_host_other_port_plain_http() {
         ))
     });
     assert_untrusted(&r);
-    assert!(
-        w.sent
-            .borrow()
-            .iter()
-            .all(|s| s.method == http::Method::POST)
-    );
+    assert!(only_creates_were_sent(&w));
 }
 
 /// Plain http to the configured plain-http Graph host (same host and port) is the
@@ -1414,12 +1420,7 @@ fn od_upload_url_same_plain_http_graph_host_is_accepted() {
         })
     });
     assert!(matches!(err_of(&r), UploadError::QuotaExceeded { .. }));
-    assert!(
-        w.sent
-            .borrow()
-            .iter()
-            .any(|s| s.method == http::Method::PUT && s.host == "emu.lan")
-    );
+    assert!(a_fragment_went_to(&w, "emu.lan"));
 }
 
 /// Plain http on loopback (`localhost`, `[::1]`) is accepted: an emulator.
@@ -1532,12 +1533,7 @@ fn od_upload_url_hosts_admit_a_subdomain() {
     let w = world();
     let r = od_upload_url_with_hosts(&w, "SharePoint.com", "contoso-my.sharepoint.com");
     assert_od_ok(&r);
-    assert!(
-        w.sent
-            .borrow()
-            .iter()
-            .any(|s| s.method == http::Method::PUT && s.host == "contoso-my.sharepoint.com")
-    );
+    assert!(a_fragment_went_to(&w, "contoso-my.sharepoint.com"));
 }
 
 /// `upload_url_hosts` does not imply loopback: the emulator's own URL is refused when
@@ -1551,12 +1547,7 @@ fn od_upload_url_hosts_do_not_imply_loopback() {
         |_, _, _| None,
     );
     assert!(matches!(err_of(&r), UploadError::UntrustedUploadUrl { .. }));
-    assert!(
-        w.sent
-            .borrow()
-            .iter()
-            .all(|s| s.method == http::Method::POST)
-    );
+    assert!(only_creates_were_sent(&w));
 }
 
 /// `upload_url_hosts` entries are bare host names; anything else is refused at build.

@@ -23,6 +23,24 @@ pub fn config(server: &RunningServer) -> OneDriveConfig {
     adapters::onedrive_config(&graph_base(server))
 }
 
+/// A fresh OneDrive machine for `path` with [`UNIT`] fragments: the `start` of
+/// `resume_or_start` (either adapter's) when there is no usable checkpoint.
+pub fn onedrive_start_at(
+    path: &str,
+    fp: upload_session::SourceFingerprint,
+    cfg: OneDriveConfig,
+    tok: Option<AccessToken>,
+) -> Result<OneDriveUpload, upload_session::BuildError> {
+    let mut b = OneDriveUpload::builder(upload_session::onedrive::Target::path(path), fp.size)
+        .fingerprint(fp)
+        .fragment_size(UNIT)
+        .config(cfg);
+    if let Some(t) = tok {
+        b = b.access_token(t);
+    }
+    b.build()
+}
+
 /// The emulator's default token.
 pub fn token() -> AccessToken {
     AccessToken::new(DEFAULT_TOKEN).unwrap()
