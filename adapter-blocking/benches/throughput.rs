@@ -19,7 +19,8 @@
 //! `--latency-ms` is passed to the emulator, which sleeps that long before every model
 //! response (once per request). `--reference` names the contender of the `÷ ref`
 //! column (default: the group's `raw-ureq`). A contender name may end in `@buf=KIB`
-//! (ureq output buffer), `@ct` or `@mt` (tokio current-thread / multi-thread runtime).
+//! (ureq output buffer), `@ct` or `@mt` (tokio current-thread / multi-thread runtime), or
+//! `@ra=N` (`read_ahead` of our contenders; default the core's).
 //!
 //! The parent process writes the source file under `/tmp` (pseudo-random bytes; removed
 //! at the end), starts `target/release/upload-session-emulator` (or `$EMULATOR_BIN`) on
@@ -67,6 +68,7 @@ use upload_session_blocking::{Source, Upload};
 
 #[path = "throughput/async_contenders.rs"]
 mod async_contenders;
+use async_contenders::RawHash;
 
 const TOKEN: &str = "emulator-token";
 const MIB: u64 = 1024 * 1024;
@@ -112,6 +114,9 @@ fn read_at(file: &File, offset: u64, len: u64) -> Vec<u8> {
 
 /// ureq's output buffer size for this child (`NAME@buf=KIB`; default ureq's 128 KiB).
 static OUTPUT_BUFFER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// `read_ahead` of our contenders for this child (`NAME@ra=N`; default the core's).
+static READ_AHEAD: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 fn plain_agent() -> ureq::Agent {
     let mut b = ureq::Agent::config_builder().http_status_as_error(false);
@@ -161,17 +166,26 @@ fn raw_onedrive(url: &str, file: &File, size: u64, path: &str) {
     }
 }
 
-fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
+/// The OneDrive machine of our contenders (blocking and async): 10 MiB fragments,
+/// default options unless `sha256` or `@ra=N` say otherwise.
+fn onedrive_machine(url: &str, size: u64, path: &str, sha256: Option<bool>) -> OneDriveUpload {
     let mut b = OneDriveUpload::builder(Target::path(path), size);
     if let Some(on) = sha256 {
         b = b.verify_sha256(on);
     }
-    let machine = b
-        .fragment_size(ONEDRIVE_FRAGMENT)
-        .config(OneDriveConfig::with_base(format!("{url}/onedrive/v1.0")))
+    let mut cfg = OneDriveConfig::with_base(format!("{url}/onedrive/v1.0"));
+    if let Some(&n) = READ_AHEAD.get() {
+        cfg.read_ahead = n;
+    }
+    b.fragment_size(ONEDRIVE_FRAGMENT)
+        .config(cfg)
         .access_token(AccessToken::new(TOKEN).expect("token"))
         .build()
-        .expect("machine");
+        .expect("machine")
+}
+
+fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
+    let machine = onedrive_machine(url, size, path, sha256);
     let mut upload = Upload::new(machine, Source::file(source).expect("source"));
     if OUTPUT_BUFFER.get().is_some() {
         upload = upload.agent(plain_agent());
@@ -253,15 +267,17 @@ fn raw_dropbox(url: &str, file: &File, size: u64, path: &str) {
 }
 
 fn ours_dropbox(url: &str, source: &Path, size: u64, path: &str) {
-    let machine = DropboxUpload::builder(CommitInfo::new(path).expect("path"), size)
+    let mut b = DropboxUpload::builder(CommitInfo::new(path).expect("path"), size)
         .chunk_size(DROPBOX_CHUNK)
         .config(DropboxConfig::with_hosts(
             format!("{url}/dropbox/content/2/"),
             format!("{url}/dropbox/api/2/"),
         ))
-        .access_token(AccessToken::new(TOKEN).expect("token"))
-        .build()
-        .expect("machine");
+        .access_token(AccessToken::new(TOKEN).expect("token"));
+    if let Some(&n) = READ_AHEAD.get() {
+        b = b.read_ahead(n);
+    }
+    let machine = b.build().expect("machine");
     let mut upload = Upload::new(machine, Source::file(source).expect("source"));
     if OUTPUT_BUFFER.get().is_some() {
         upload = upload.agent(plain_agent());
@@ -410,10 +426,14 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
             "ct" => current_thread = true,
             "mt" => current_thread = false,
             _ => {
+                if let Some(n) = option.strip_prefix("ra=") {
+                    let _ = READ_AHEAD.set(n.parse().expect("@ra=N"));
+                    continue;
+                }
                 let kib: usize = option
                     .strip_prefix("buf=")
                     .and_then(|k| k.parse().ok())
-                    .expect("@buf=KIB, @ct or @mt");
+                    .expect("@buf=KIB, @ra=N, @ct or @mt");
                 let _ = OUTPUT_BUFFER.set(kib * 1024);
             }
         }
@@ -455,7 +475,28 @@ fn child(name: &str, url: &str, source: &Path, path: &str) {
         )),
         "dropbox/raw-hyper" => rt.block_on(async_contenders::raw_dropbox(url, &file, size, path)),
         "dropbox/raw-hyper-conc" => rt.block_on(async_contenders::raw_dropbox_concurrent(
-            url, &file, size, path, 4,
+            url,
+            &file,
+            size,
+            path,
+            4,
+            RawHash::None,
+        )),
+        "dropbox/raw-hyper-conc+hash" => rt.block_on(async_contenders::raw_dropbox_concurrent(
+            url,
+            &file,
+            size,
+            path,
+            4,
+            RawHash::InLoop,
+        )),
+        "dropbox/raw-hyper-conc+taskhash" => rt.block_on(async_contenders::raw_dropbox_concurrent(
+            url,
+            &file,
+            size,
+            path,
+            4,
+            RawHash::InTask,
         )),
         other => panic!("unknown contender {other}"),
     }

@@ -22,9 +22,10 @@ use std::time::{Instant, SystemTime};
 ///   machine stopped waiting for is dropped with an `Event::StaleResponse`).
 /// - Each [`Output::NeedData`] MUST be answered with [`provide_data`](Self::provide_data)
 ///   for exactly that range before anything else makes progress.
-/// - [`Output::NeedData`] may come while requests are in flight (read-ahead: a Dropbox
-///   machine asks for the chunk it will send next while the current one travels, see
-///   [`UploadOptions::read_ahead`](crate::dropbox::UploadOptions::read_ahead)). The rule
+/// - [`Output::NeedData`] may come while requests are in flight (read-ahead: a machine
+///   asks for the chunk or fragment it will send next while the current one travels,
+///   see [`UploadOptions::read_ahead`](crate::dropbox::UploadOptions::read_ahead) and
+///   [`OneDriveConfig::read_ahead`](crate::onedrive::OneDriveConfig::read_ahead)). The rule
 ///   above still holds: provide the data before handing in their responses or failures
 ///   (an adapter that performs requests elsewhere queues their outcomes meanwhile).
 ///   Reading and hashing then overlap the transfer, which is what read-ahead is for.

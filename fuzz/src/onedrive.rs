@@ -11,7 +11,8 @@
 //! - one request in flight;
 //! - a fragment never starts below the previous one unless a server answer came in
 //!   between (a 202/416/status/create answer; a transport failure alone is no resync);
-//! - `NeedData` inside the file and at most one fragment;
+//! - `NeedData` inside the file and at most one fragment; the bytes held stay within
+//!   `(1 + read_ahead)` fragments;
 //! - bounded steps: at most [`BURST`] outputs between two inputs, and once the script
 //!   has run out (the honest emulator answers everything) the upload ends within
 //!   [`HONEST_STEPS`] polls;
@@ -251,6 +252,9 @@ fn machine_config(u: &mut Unstructured<'_>, base: &str) -> OneDriveConfig {
         ..RetryPolicy::default()
     };
     cfg.request_timeout = Duration::from_secs(u64::from(u.int_in_range(5u8..=60).unwrap_or(30)));
+    // Read-ahead depth 0-2, derived from a value already drawn so that the corpus
+    // keeps its meaning (no new bytes are consumed).
+    cfg.read_ahead = (cfg.request_timeout.as_secs() % 3) as u32;
     cfg.min_throughput = 1 << 20;
     cfg.max_restarts = u.int_in_range(0u32..=3).unwrap_or(2);
     cfg.max_orphan_waits = u.int_in_range(0u32..=2).unwrap_or(1);
@@ -378,6 +382,14 @@ fn run(u: &mut Unstructured<'_>, mode: &Mode) -> R<()> {
                 let data = src.slice(offset as usize..end as usize);
                 m.provide_data(offset, data)
                     .expect("the data asked for is refused");
+                let cap = (1 + u64::from(cfg.read_ahead)) * r.fragment;
+                assert!(
+                    m.held_bytes() <= cap,
+                    "{} bytes held (read-ahead {}, fragment {})",
+                    m.held_bytes(),
+                    cfg.read_ahead,
+                    r.fragment
+                );
                 burst = 0;
             }
             Output::Event(e) => {

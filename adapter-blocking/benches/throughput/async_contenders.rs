@@ -30,9 +30,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use upload_session::bytes::Bytes;
-use upload_session::dropbox::{CommitInfo, DropboxConfig, DropboxUpload, SessionType};
+use upload_session::dropbox::{
+    CommitInfo, DropboxConfig, DropboxUpload, SessionType, content_hash,
+};
 use upload_session::http;
-use upload_session::onedrive::{OneDriveConfig, OneDriveUpload, Target};
 use upload_session::{AccessToken, UploadMachine};
 use upload_session_async::{Source, Upload};
 
@@ -60,16 +61,7 @@ where
 /// `onedrive/async`: the async adapter, default options (QuickXorHash only);
 /// `onedrive/async-qxh`: explicit `verify_sha256(false)` (the same since that default).
 pub async fn ours_onedrive(url: &str, source: &Path, size: u64, path: &str, sha256: Option<bool>) {
-    let mut b = OneDriveUpload::builder(Target::path(path), size);
-    if let Some(on) = sha256 {
-        b = b.verify_sha256(on);
-    }
-    let machine = b
-        .fragment_size(ONEDRIVE_FRAGMENT)
-        .config(OneDriveConfig::with_base(format!("{url}/onedrive/v1.0")))
-        .access_token(AccessToken::new(TOKEN).expect("token"))
-        .build()
-        .expect("machine");
+    let machine = super::onedrive_machine(url, size, path, sha256);
     let done = run_ours(machine, source).await;
     assert_eq!(done.item.size, Some(size));
 }
@@ -92,6 +84,9 @@ pub async fn ours_dropbox(
         .access_token(AccessToken::new(TOKEN).expect("token"));
     if let Some(n) = parallelism {
         b = b.session_type(SessionType::Concurrent).parallelism(n);
+    }
+    if let Some(&n) = super::READ_AHEAD.get() {
+        b = b.read_ahead(n);
     }
     let done = run_ours(b.build().expect("machine"), source).await;
     assert_eq!(done.metadata().map(|m| m.size), Some(size));
@@ -215,16 +210,33 @@ pub async fn raw_dropbox(url: &str, file: &File, size: u64, path: &str) {
     .await;
 }
 
+/// Where `raw_dropbox_concurrent` computes each append's `content_hash`.
+#[derive(Clone, Copy)]
+pub enum RawHash {
+    /// No `content_hash` (`dropbox/raw-hyper-conc`).
+    None,
+    /// In the loop, before the append is spawned (`…+hash`).
+    InLoop,
+    /// Inside the append's task (`…+taskhash`).
+    InTask,
+}
+
 /// `dropbox/raw-hyper-conc`: a concurrent session with `parallelism` appends in flight
 /// (tasks on the runtime), the closing append once all others landed, an empty finish;
 /// no `content_hash`. The baseline of the latency figure: what 4 appends in flight give
 /// without any of our code.
+///
+/// `hash`: `dropbox/raw-hyper-conc+hash` passes each append's `content_hash`, computed
+/// in the loop before the append is spawned (as our adapter does: the same client and
+/// server work as `async-conc`); `…+taskhash` computes it inside each append's task, so
+/// the runtime's workers hash in parallel.
 pub async fn raw_dropbox_concurrent(
     url: &str,
     file: &File,
     size: u64,
     path: &str,
     parallelism: usize,
+    hash: RawHash,
 ) {
     let client = raw_client();
     let content = format!("{url}/dropbox/content/2/files");
@@ -254,9 +266,24 @@ pub async fn raw_dropbox_concurrent(
         }
         let offset = k * DROPBOX_CHUNK;
         let body = read_at(file, offset, DROPBOX_CHUNK);
-        let arg =
+        let mut arg =
             serde_json::json!({"cursor": {"session_id": sid, "offset": offset}, "close": false});
-        tasks.spawn(post(client.clone(), "upload_session/append_v2", arg, body));
+        match hash {
+            RawHash::None => {
+                tasks.spawn(post(client.clone(), "upload_session/append_v2", arg, body));
+            }
+            RawHash::InLoop => {
+                arg["content_hash"] = content_hash(&body).into();
+                tasks.spawn(post(client.clone(), "upload_session/append_v2", arg, body));
+            }
+            RawHash::InTask => {
+                let (client, post) = (client.clone(), post.clone());
+                tasks.spawn(async move {
+                    arg["content_hash"] = content_hash(&body).into();
+                    post(client, "upload_session/append_v2", arg, body).await
+                });
+            }
+        }
     }
     while let Some(r) = tasks.join_next().await {
         r.expect("append");

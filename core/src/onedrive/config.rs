@@ -2,7 +2,8 @@
 //! ([`OneDriveConfig`]).
 
 use super::limits::{
-    DEFAULT_FRAGMENT, DEFAULT_MAX_FILE_SIZE, FRAGMENT_UNIT, GRAPH_GLOBAL, MAX_FRAGMENT,
+    DEFAULT_FRAGMENT, DEFAULT_MAX_FILE_SIZE, DEFAULT_READ_AHEAD, FRAGMENT_UNIT, GRAPH_GLOBAL,
+    MAX_FRAGMENT, MAX_READ_AHEAD,
 };
 use crate::encoding::percent_encode_segment;
 use crate::error::BuildError;
@@ -481,6 +482,14 @@ pub struct OneDriveConfig {
     /// cfg.upload_url_hosts = vec!["sharepoint.com".into(), "api.onedrive.com".into()];
     /// ```
     pub upload_url_hosts: Vec<String>,
+    /// Fragments read (and hashed) ahead while the one before them travels, so that
+    /// reading the source and hashing overlap the transfer instead of following it
+    /// (BENCHMARKS.md §6). Memory: up to `(1 + read_ahead) × fragment_size` bytes held.
+    /// `0` reads each fragment only when it is its turn. Default 1, at most
+    /// [`MAX_READ_AHEAD`](super::limits::MAX_READ_AHEAD). Only bytes in file order
+    /// right after the fragment in flight are read ahead; after a resync that moves
+    /// the fragment grid they are dropped and read again.
+    pub read_ahead: u32,
 }
 
 impl Default for OneDriveConfig {
@@ -499,6 +508,7 @@ impl Default for OneDriveConfig {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_response_body: 1 << 20,
             upload_url_hosts: Vec::new(),
+            read_ahead: DEFAULT_READ_AHEAD,
         }
     }
 }
@@ -535,6 +545,12 @@ impl OneDriveConfig {
             return Err(BuildError::InvalidOption {
                 option: "max_response_body",
                 reason: "must be positive",
+            });
+        }
+        if self.read_ahead > MAX_READ_AHEAD {
+            return Err(BuildError::InvalidOption {
+                option: "read_ahead",
+                reason: "at most 16 fragments",
             });
         }
         if !self.upload_url_hosts.iter().all(|h| is_bare_host(h)) {

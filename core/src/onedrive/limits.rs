@@ -15,6 +15,12 @@ pub const MAX_FRAGMENT: u64 = 62_914_560;
 /// stable links.
 pub const DEFAULT_FRAGMENT: u64 = 10_485_760;
 
+/// Default read-ahead: fragments read (and hashed) while the one before them travels.
+pub const DEFAULT_READ_AHEAD: u32 = 1;
+
+/// Most fragments read ahead.
+pub const MAX_READ_AHEAD: u32 = 16;
+
 /// Default largest file: 250 GB (Microsoft's documented limit; configurable).
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 250_000_000_000;
 

@@ -187,7 +187,13 @@ pub struct OneDriveUpload {
     session: Option<Session>,
     stale: Option<Session>,
     offset: u64,
+    /// The bytes of the fragment being sent (kept to send it again).
     held: Option<(u64, Bytes)>,
+    /// Fragments read ahead ([`OneDriveConfig::read_ahead`]): in file order, each
+    /// starting where the one before it (or the fragment in flight) ends.
+    ahead: VecDeque<(u64, Bytes)>,
+    /// The read-ahead range of the `NeedData` handed out while a fragment travels.
+    ahead_want: Option<ByteRange>,
 
     qxh: QuickXorHash,
     sha: Option<Sha256State>,
@@ -434,6 +440,8 @@ impl OneDriveUpload {
             stale: None,
             offset: 0,
             held: None,
+            ahead: VecDeque::new(),
+            ahead_want: None,
             qxh: QuickXorHash::new(),
             hashed: 0,
             budget: RetryBudget::new(0),
@@ -606,6 +614,8 @@ impl OneDriveUpload {
         self.result = Some(r);
         self.step = Step::Done;
         self.held = None;
+        self.ahead.clear();
+        self.ahead_want = None;
         self.pending_item = None;
     }
 
@@ -749,6 +759,78 @@ impl OneDriveUpload {
         // 320 KiB boundary so later fragments are aligned again.
         let len = frag.checked_sub(rem)?.min(self.size.checked_sub(offset)?);
         ByteRange::from_len(offset, len)
+    }
+
+    /// The body of fragment `range`: from the fragment held, else from the first
+    /// fragment read ahead when it covers `range` (read-ahead behind `range` is
+    /// dropped; read-ahead that does not cover it, after a resync that moved the
+    /// fragment grid, is dropped whole and read again).
+    fn body_for(&mut self, range: ByteRange) -> Option<Bytes> {
+        if let Some(b) = self.held_slice(range) {
+            return Some(b);
+        }
+        while let Some((start, bytes)) = self.ahead.front() {
+            let end = start.saturating_add(bytes.len() as u64);
+            if end <= range.start() {
+                self.ahead.pop_front();
+                continue;
+            }
+            if *start <= range.start() && range.end() <= end {
+                self.held = self.ahead.pop_front();
+                return self.held_slice(range);
+            }
+            self.ahead.clear();
+        }
+        None
+    }
+
+    /// The range to read ahead while a fragment travels (`None`: read-ahead is off or
+    /// full, or nothing follows). It continues the hash ledger in file order, so that
+    /// every byte is still hashed once: it starts at or before `hashed`.
+    fn read_ahead_range(&self) -> Option<ByteRange> {
+        if self.ahead.len() >= self.cfg.read_ahead as usize || self.cancel_requested {
+            return None;
+        }
+        let Step::InFlight {
+            action: Action::Put,
+            range: Some(r),
+            ..
+        } = self.step
+        else {
+            return None;
+        };
+        let start = match self.ahead.back() {
+            Some((s, b)) => s.saturating_add(b.len() as u64),
+            None => r.end(),
+        };
+        if start >= self.size || start > self.hashed {
+            return None;
+        }
+        self.fragment_range(start).filter(|x| !x.is_empty())
+    }
+
+    /// Bytes of the source held in memory: the fragment being sent and the fragments
+    /// read ahead. At most `(1 + read_ahead) × fragment_size`.
+    pub fn held_bytes(&self) -> u64 {
+        let held = self.held.as_ref().map_or(0, |(_, b)| b.len() as u64);
+        self.ahead
+            .iter()
+            .fold(held, |n, (_, b)| n.saturating_add(b.len() as u64))
+    }
+
+    /// Feeds the part of `data` (the bytes of `range`) that the hashes have not seen
+    /// yet: each byte exactly once, in file order.
+    fn hash_fresh(&mut self, range: ByteRange, data: &Bytes) {
+        if range.end() > self.hashed && range.start() <= self.hashed {
+            let from = usize::try_from(self.hashed - range.start()).unwrap_or(usize::MAX);
+            if let Some(fresh) = data.get(from..) {
+                self.qxh.update(fresh);
+                if let Some(s) = &mut self.sha {
+                    s.update(fresh);
+                }
+                self.hashed = range.end();
+            }
+        }
     }
 
     fn held_slice(&self, range: ByteRange) -> Option<Bytes> {
@@ -1088,7 +1170,7 @@ impl OneDriveUpload {
                     };
                     return None;
                 }
-                let Some(body) = self.held_slice(range) else {
+                let Some(body) = self.body_for(range) else {
                     self.held = None;
                     self.step = Step::NeedData {
                         range,
@@ -1688,6 +1770,16 @@ impl UploadMachine for OneDriveUpload {
             if let Some(r) = &self.result {
                 return Output::Finished(r.clone());
             }
+            if !matches!(
+                self.step,
+                Step::InFlight {
+                    action: Action::Put,
+                    ..
+                }
+            ) {
+                // A read-ahead asked for belongs to the fragment in flight only.
+                self.ahead_want = None;
+            }
             match self.step {
                 Step::Ready(a) => {
                     if let Some(o) = self.start(now, a) {
@@ -1701,7 +1793,18 @@ impl UploadMachine for OneDriveUpload {
                         return Output::Wait(Some(until));
                     }
                 }
-                Step::InFlight { .. } | Step::NeedToken(_) | Step::AwaitingCommit => {
+                Step::InFlight { .. } => {
+                    // Read-ahead: ask for the next fragment while this one travels.
+                    if let Some(want) = self.ahead_want.or_else(|| self.read_ahead_range()) {
+                        self.ahead_want = Some(want);
+                        return Output::NeedData {
+                            offset: want.start(),
+                            len: want.len(),
+                        };
+                    }
+                    return Output::Wait(None);
+                }
+                Step::NeedToken(_) | Step::AwaitingCommit => {
                     return Output::Wait(None);
                 }
                 Step::NeedData { range, .. } => {
@@ -1756,6 +1859,20 @@ impl UploadMachine for OneDriveUpload {
 
     fn provide_data(&mut self, offset: u64, data: Bytes) -> Result<(), Misuse> {
         let len = data.len() as u64;
+        if let (Some(want), Step::InFlight { .. }) = (self.ahead_want, self.step) {
+            if offset != want.start() || len != want.len() {
+                return Err(Misuse::WrongData {
+                    offset,
+                    len,
+                    wanted_offset: want.start(),
+                    wanted_len: want.len(),
+                });
+            }
+            self.hash_fresh(want, &data);
+            self.ahead.push_back((offset, data));
+            self.ahead_want = None;
+            return Ok(());
+        }
         let Step::NeedData { range, hold, then } = self.step else {
             return Err(Misuse::UnexpectedData { offset, len });
         };
@@ -1767,17 +1884,7 @@ impl UploadMachine for OneDriveUpload {
                 wanted_len: range.len(),
             });
         }
-        // Feed each byte to the hashes exactly once, in file order.
-        if range.end() > self.hashed && range.start() <= self.hashed {
-            let from = usize::try_from(self.hashed - range.start()).unwrap_or(usize::MAX);
-            if let Some(fresh) = data.get(from..) {
-                self.qxh.update(fresh);
-                if let Some(s) = &mut self.sha {
-                    s.update(fresh);
-                }
-                self.hashed = range.end();
-            }
-        }
+        self.hash_fresh(range, &data);
         if hold {
             self.held = Some((offset, data));
         }
@@ -1821,6 +1928,7 @@ impl UploadMachine for OneDriveUpload {
             _ => {
                 if self.session.is_some() {
                     self.held = None;
+                    self.ahead.clear();
                     self.pending_item = None;
                     self.step = Step::Ready(Action::Delete(DeleteReason::Cancel));
                 } else {

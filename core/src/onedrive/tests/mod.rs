@@ -5,6 +5,7 @@ mod build;
 mod cancel;
 mod completing;
 mod creating;
+mod read_ahead;
 mod resume;
 mod time;
 mod uploading;
