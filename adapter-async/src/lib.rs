@@ -54,8 +54,8 @@
 //! Each request in flight is a task (the client's exchange plus a capped body read,
 //! under `timeout_at(min(machine deadline, now + request timeout))`), spawned the moment
 //! the machine emits it, so it travels while the loop serves the next `NeedData` (the
-//! read, and the Dropbox content hash in `provide_data`: read-ahead overlaps hashing
-//! with the transfer). The tasks live in a `JoinSet` owned by the loop: dropping the
+//! read, and the QuickXorHash or Dropbox content hash in `provide_data`: read-ahead
+//! overlaps reading and hashing with the transfer). The tasks live in a `JoinSet` owned by the loop: dropping the
 //! upload future, a cancel or an error aborts them all; a task that panics is an
 //! error. On a current-thread runtime the tasks progress whenever the loop awaits.
 //!

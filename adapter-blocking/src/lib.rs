@@ -17,8 +17,9 @@
 //!   committed).
 //! - Memory: each fragment is read from the source when the machine asks for it and
 //!   released once acknowledged; peak memory is about the fragments the machine holds
-//!   plus a constant: one for OneDrive, `1 + read_ahead` chunks for a sequential Dropbox
-//!   session (2 by default), `parallelism + read_ahead` for a concurrent one.
+//!   plus a constant: `1 + read_ahead` fragments for OneDrive and chunks for a
+//!   sequential Dropbox session (2 by default), `parallelism + read_ahead` for a
+//!   concurrent one.
 //! - Machines: [`OneDriveUpload`](upload_session::onedrive::OneDriveUpload) and
 //!   [`DropboxUpload`](upload_session::dropbox::DropboxUpload) (sequential or concurrent
 //!   sessions), and any other [`UploadMachine`].
@@ -26,8 +27,9 @@
 //!   connection pool), so there are as many as the machine keeps in flight: one for
 //!   OneDrive and a sequential Dropbox session, up to `parallelism` for a concurrent
 //!   Dropbox session (real parallel appends). Meanwhile the loop thread keeps driving
-//!   the machine: it reads and hands over the next chunk (the Dropbox content hash is
-//!   computed there, during the transfer: read-ahead) and waits on the answers with
+//!   the machine: it reads and hands over the next fragment or chunk (the OneDrive
+//!   QuickXorHash and the Dropbox content hash are computed there, during the
+//!   transfer: read-ahead) and waits on the answers with
 //!   the machine's deadline. The machine itself stays on the loop thread.
 //!
 //! ## Out of scope

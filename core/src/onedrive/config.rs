@@ -484,7 +484,7 @@ pub struct OneDriveConfig {
     pub upload_url_hosts: Vec<String>,
     /// Fragments read (and hashed) ahead while the one before them travels, so that
     /// reading the source and hashing overlap the transfer instead of following it
-    /// (BENCHMARKS.md §6). Memory: up to `(1 + read_ahead) × fragment_size` bytes held.
+    /// (BENCHMARKS.md §6.1). Memory: up to `(1 + read_ahead) × fragment_size` bytes held.
     /// `0` reads each fragment only when it is its turn. Default 1, at most
     /// [`MAX_READ_AHEAD`](super::limits::MAX_READ_AHEAD). Only bytes in file order
     /// right after the fragment in flight are read ahead; after a resync that moves
