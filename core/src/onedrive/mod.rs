@@ -50,9 +50,9 @@ use crate::range::ByteRange;
 use crate::retry::{BudgetExhausted, Jitter, RetryBudget};
 use crate::secret::{AccessToken, SecretString};
 use crate::wallclock::{RetryAfter, WallAnchor, format_rfc3339, parse_http_date, parse_rfc3339};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Uri};
-use limits::FRAGMENT_UNIT;
+use limits::{FRAGMENT_UNIT, MAX_READ_AHEAD};
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -761,34 +761,70 @@ impl OneDriveUpload {
         ByteRange::from_len(offset, len)
     }
 
-    /// The body of fragment `range`: from the fragment held, else from the first
-    /// fragment read ahead when it covers `range` (read-ahead behind `range` is
-    /// dropped; read-ahead that does not cover it, after a resync that moved the
-    /// fragment grid, is dropped whole and read again).
+    /// The body of fragment `range`, from memory when the bytes are there: the fragment
+    /// held, else the first fragment read ahead when it covers `range` (read-ahead
+    /// behind `range` is dropped). After a resync that moved the fragment grid (a
+    /// partial accept, onedrive.md §10) the range can straddle the held fragment and
+    /// the read-ahead: it is then assembled from them (one copy, once: the read-ahead
+    /// asked for meanwhile ends on the new grid), so a forward-only source is never
+    /// asked to go back. `None` when memory does not cover it.
     fn body_for(&mut self, range: ByteRange) -> Option<Bytes> {
         if let Some(b) = self.held_slice(range) {
             return Some(b);
         }
         while let Some((start, bytes)) = self.ahead.front() {
             let end = start.saturating_add(bytes.len() as u64);
-            if end <= range.start() {
-                self.ahead.pop_front();
-                continue;
+            if end > range.start() {
+                break;
             }
+            self.ahead.pop_front();
+        }
+        if let Some((start, bytes)) = self.ahead.front() {
+            let end = start.saturating_add(bytes.len() as u64);
             if *start <= range.start() && range.end() <= end {
                 self.held = self.ahead.pop_front();
                 return self.held_slice(range);
             }
-            self.ahead.clear();
         }
-        None
+        let mut body = BytesMut::new();
+        let mut at = range.start();
+        for (start, bytes) in self.held.iter().chain(self.ahead.iter()) {
+            let end = start.saturating_add(bytes.len() as u64);
+            if *start <= at && at < end {
+                let to = end.min(range.end());
+                let a = usize::try_from(at - start).ok()?;
+                let b = usize::try_from(to - start).ok()?;
+                body.extend_from_slice(bytes.get(a..b)?);
+                at = to;
+                if at == range.end() {
+                    break;
+                }
+            }
+        }
+        if at != range.end() {
+            self.ahead.clear();
+            return None;
+        }
+        // The read-ahead keeps only what lies past the body (zero-copy slices).
+        while let Some((start, bytes)) = self.ahead.pop_front() {
+            let end = start.saturating_add(bytes.len() as u64);
+            if end > range.end() {
+                let from = usize::try_from(range.end().saturating_sub(start)).ok()?;
+                let tail = bytes.slice(from.min(bytes.len())..);
+                self.ahead.push_front((start.max(range.end()), tail));
+                break;
+            }
+        }
+        self.held = Some((range.start(), body.freeze()));
+        self.held_slice(range)
     }
 
     /// The range to read ahead while a fragment travels (`None`: read-ahead is off or
-    /// full, or nothing follows). It continues the hash ledger in file order, so that
-    /// every byte is still hashed once: it starts at or before `hashed`.
+    /// full, or nothing follows). It continues what memory covers, in file order (so
+    /// every byte is still hashed once: it starts at or before `hashed`), and ends
+    /// where a fragment the plan sends next ends, if the fragment in flight lands.
     fn read_ahead_range(&self) -> Option<ByteRange> {
-        if self.ahead.len() >= self.cfg.read_ahead as usize || self.cancel_requested {
+        if self.cfg.read_ahead == 0 || self.cancel_requested {
             return None;
         }
         let Step::InFlight {
@@ -799,14 +835,27 @@ impl OneDriveUpload {
         else {
             return None;
         };
-        let start = match self.ahead.back() {
-            Some((s, b)) => s.saturating_add(b.len() as u64),
+        let covered = match self.ahead.back() {
+            Some((s, b)) => s.saturating_add(b.len() as u64).max(r.end()),
             None => r.end(),
         };
-        if start >= self.size || start > self.hashed {
+        // Depth in bytes: at most `read_ahead` fragments' worth past the one in flight
+        // (the read-ahead left after a resync may be a partial fragment).
+        let depth = u64::from(self.cfg.read_ahead).saturating_mul(self.opts.fragment_size.get());
+        if covered >= self.size || covered > self.hashed || covered - r.end() >= depth {
             return None;
         }
-        self.fragment_range(start).filter(|x| !x.is_empty())
+        let mut planned = self.fragment_range(r.end())?;
+        // Bounded: `covered` is less than `read_ahead` fragments past `r`, and each
+        // planned fragment but the last is at least one 320 KiB unit long... and at most
+        // a fragment: `read_ahead + 1` steps reach past it.
+        for _ in 0..=MAX_READ_AHEAD + 1 {
+            if planned.end() > covered {
+                return ByteRange::new(covered, planned.end()).filter(|x| !x.is_empty());
+            }
+            planned = self.fragment_range(planned.end())?;
+        }
+        None
     }
 
     /// Bytes of the source held in memory: the fragment being sent and the fragments
