@@ -486,9 +486,11 @@ pub struct OneDriveConfig {
     /// reading the source and hashing overlap the transfer instead of following it
     /// (BENCHMARKS.md §6.1). Memory: up to `(1 + read_ahead) × fragment_size` bytes held.
     /// `0` reads each fragment only when it is its turn. Default 1, at most
-    /// [`MAX_READ_AHEAD`](super::limits::MAX_READ_AHEAD). Only bytes in file order
-    /// right after the fragment in flight are read ahead; after a resync that moves
-    /// the fragment grid they are dropped and read again.
+    /// [`MAX_READ_AHEAD`](super::limits::MAX_READ_AHEAD). Reads stay in file order and
+    /// never go back for a fragment memory covers: after a partial accept moved the
+    /// fragment grid (onedrive.md §10), the next fragment is assembled from the held
+    /// fragment and the read-ahead, so a forward-only source (`Source::reader` in the
+    /// adapters) keeps working.
     pub read_ahead: u32,
 }
 
