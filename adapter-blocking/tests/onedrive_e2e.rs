@@ -425,3 +425,37 @@ fn a_source_modified_mid_upload_stops_it_and_nothing_is_committed() {
         assert_eq!(open, 0, "{i}: the session was deleted");
     }
 }
+
+/// onedrive.md §10 with read-ahead on (the default) and a forward-only source: resets
+/// that keep a random prefix of the fragment make the next fragment straddle the one
+/// held and the one read ahead. The core assembles it from memory, so the plain reader
+/// is never asked to go back (`Error::SourceNotRewindable` otherwise).
+#[test]
+fn a_plain_reader_survives_partial_accepts_with_read_ahead() {
+    let mut plan = FaultPlan::none();
+    for nth in [2, 4, 6, 8, 10, 12] {
+        plan = plan.script(
+            Some(RouteKind::OneDrivePut),
+            nth,
+            Fault::Reset { keep_prefix: true },
+        );
+    }
+    let server = server(plan);
+    let bytes = data(16 * UNIT as usize + 77, 21);
+    let n = bytes.len() as u64;
+    let mut resyncs = 0;
+    Upload::new(
+        machine(&server, "/faults/partial.bin", n, 2),
+        Source::reader(&bytes[..], n),
+    )
+    .on_event(|e| {
+        if let Event::Resynced { .. } = e {
+            resyncs += 1;
+        }
+    })
+    .run()
+    .expect("upload survives partial accepts from a forward-only source");
+    assert_stored(&server, "/faults/partial.bin", &bytes);
+    assert_eq!(server.snapshot().faults_injected, 6);
+    assert!(resyncs >= 1, "the server kept partial fragments");
+}
