@@ -341,6 +341,26 @@ pub enum Misuse {
     NotNow(&'static str),
 }
 
+impl Misuse {
+    /// `Ok` when data for `offset..offset + len` is exactly `range`, the range a
+    /// `NeedData` asked for; else [`Misuse::WrongData`]. Shared by every machine.
+    pub(crate) fn check_data(
+        range: crate::range::ByteRange,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Misuse> {
+        if offset != range.start() || len != range.len() {
+            return Err(Misuse::WrongData {
+                offset,
+                len,
+                wanted_offset: range.start(),
+                wanted_len: range.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// An upload cannot be built as configured. Every variant says what would be accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -1606,14 +1606,7 @@ impl UploadMachine for DropboxUpload {
             return Err(Misuse::UnexpectedData { offset, len });
         };
         let range = need.range;
-        if offset != range.start() || len != range.len() {
-            return Err(Misuse::WrongData {
-                offset,
-                len,
-                wanted_offset: range.start(),
-                wanted_len: range.len(),
-            });
-        }
+        Misuse::check_data(range, offset, len)?;
         if need.hash_only {
             self.ledger.add(offset, &data, None, self.size);
         } else {

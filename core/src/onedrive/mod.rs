@@ -1802,19 +1802,6 @@ impl OneDriveUpload {
     }
 }
 
-/// Data handed over for `offset..offset + len` must be exactly the range asked for.
-fn wanted(range: ByteRange, offset: u64, len: u64) -> Result<(), Misuse> {
-    if offset != range.start() || len != range.len() {
-        return Err(Misuse::WrongData {
-            offset,
-            len,
-            wanted_offset: range.start(),
-            wanted_len: range.len(),
-        });
-    }
-    Ok(())
-}
-
 impl UploadMachine for OneDriveUpload {
     type Completed = Completed;
     type Checkpoint = Checkpoint;
@@ -1922,7 +1909,7 @@ impl UploadMachine for OneDriveUpload {
     fn provide_data(&mut self, offset: u64, data: Bytes) -> Result<(), Misuse> {
         let len = data.len() as u64;
         if let (Some(want), Step::InFlight { .. }) = (self.ahead_want, self.step) {
-            wanted(want, offset, len)?;
+            Misuse::check_data(want, offset, len)?;
             self.hash_fresh(want, &data);
             self.ahead.push_back((offset, data));
             self.ahead_want = None;
@@ -1931,7 +1918,7 @@ impl UploadMachine for OneDriveUpload {
         let Step::NeedData { range, hold, then } = self.step else {
             return Err(Misuse::UnexpectedData { offset, len });
         };
-        wanted(range, offset, len)?;
+        Misuse::check_data(range, offset, len)?;
         self.hash_fresh(range, &data);
         if hold {
             self.held = Some((offset, data));
