@@ -846,9 +846,9 @@ impl OneDriveUpload {
             return None;
         }
         let mut planned = self.fragment_range(r.end())?;
-        // Bounded: `covered` is less than `read_ahead` fragments past `r`, and each
-        // planned fragment but the last is at least one 320 KiB unit long... and at most
-        // a fragment: `read_ahead + 1` steps reach past it.
+        // Bounded: `r` ends on a 320 KiB boundary unless it is the last fragment, so
+        // the planned fragments after it are whole fragments (but the last); `covered`
+        // is less than `read_ahead` of them past `r`, so `read_ahead` steps reach it.
         for _ in 0..=MAX_READ_AHEAD + 1 {
             if planned.end() > covered {
                 return ByteRange::new(covered, planned.end()).filter(|x| !x.is_empty());
