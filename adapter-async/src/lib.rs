@@ -27,7 +27,10 @@
 //! - Futures are `Send + 'static` (when the machine is), so they can be spawned.
 //!   Cancelling, by the token or by dropping the future, never commits a partial file:
 //!   the core commits only with the last byte, and a request dropped mid-body leaves a
-//!   body shorter than its `Content-Length`, which a server discards.
+//!   body shorter than its `Content-Length`, which a server discards. That last part
+//!   needs a body that stops when its request is dropped: the default client's
+//!   [`RequestBody`] (hyper-util's connection task outlives the request future and
+//!   would finish sending a `Full<Bytes>` body).
 //!
 //! ## Out of scope
 //! Every protocol decision (fragment sizes, headers, offsets, retries, resyncs, session
@@ -103,8 +106,9 @@ pub use batch::{Batch, BatchFile};
 pub use source::{MAX_READ, Source};
 pub use tokio_util::sync::CancellationToken;
 pub use transport::{
-    BoxError, DefaultClient, FnClient, HttpClient, ResponseBody, ResponseFuture, client_fn,
-    default_tls_config, full_body, https_client, tls_config_with_roots_pem,
+    BodyAbandoned, BodyAlive, BoxError, DefaultClient, FnClient, HttpClient, RequestBody,
+    ResponseBody, ResponseFuture, client_fn, default_tls_config, full_body, https_client,
+    tls_config_with_roots_pem,
 };
 pub use upload_session;
 /// Why [`Upload::run`] (or a helper) did not return a completed upload: the core's
@@ -238,8 +242,9 @@ impl<M: UploadMachine> Upload<M> {
     }
 
     /// Sends requests with this client instead of the default hyper client (see
-    /// [`HttpClient`]). A hyper-util `Client<C, Full<Bytes>>` with any connector works
-    /// as it is. The connect timeout and TLS options do not apply to an injected client;
+    /// [`HttpClient`]). A hyper-util `Client<C, RequestBody>` (or `Client<C, Full<Bytes>>`,
+    /// whose bodies may outlive a dropped upload: see [`RequestBody`]) with any connector
+    /// works as it is. The connect timeout and TLS options do not apply to an injected client;
     /// the request timeout, the response cap and the scheme check do.
     pub fn client(mut self, client: impl HttpClient) -> Self {
         self.shared.client = Some(Arc::new(client));
@@ -406,9 +411,11 @@ impl<M: UploadMachine> Upload<M> {
     /// Drives the upload to its end.
     ///
     /// The future is `Send + 'static` when the machine is (the core's machines are).
-    /// Dropping it stops the upload at once: requests in flight are dropped with their
-    /// connections, the server session and the latest checkpoint file stay, and nothing
-    /// is committed unless the last request had already been completely sent.
+    /// Dropping it stops the upload at once: requests in flight are dropped and their
+    /// bodies stop (with the default client, see [`RequestBody`]: what the kernel and
+    /// hyper had already taken, a few MiB at most, still leaves), the server session and
+    /// the latest checkpoint file stay, and nothing is committed unless the last
+    /// request's body had already been handed over whole.
     ///
     /// # Errors
     /// [`Error::Upload`] when the machine gives up; [`Error::Cancelled`] when the cancel

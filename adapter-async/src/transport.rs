@@ -47,11 +47,33 @@ pub type ResponseFuture =
 /// kinds and hyper's own errors map onto the other failures; a hyper-util connect error
 /// is [`TransportFailure::Connect`].
 ///
-/// A hyper-util legacy [`Client`] with a `Full<Bytes>` body is an `HttpClient` for any
-/// connector. For a closure, see [`client_fn`].
+/// A hyper-util legacy [`Client`] with a [`RequestBody`] body (the default,
+/// [`DefaultClient`]) or a `Full<Bytes>` body is an `HttpClient` for any connector. For a
+/// closure, see [`client_fn`].
+///
+/// Only [`RequestBody`] makes "dropping the upload stops the body" hold: hyper-util
+/// drives each connection on a background task that owns the request body, so a
+/// `Full<Bytes>` body already handed to it may still be sent whole after the upload
+/// future is gone (and a final fragment may then commit).
 pub trait HttpClient: Send + Sync + 'static {
     /// Sends `request` and returns the response head and a body stream.
     fn request(&self, request: http::Request<Bytes>) -> ResponseFuture;
+}
+
+impl<C> HttpClient for Client<C, RequestBody>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn request(&self, request: http::Request<Bytes>) -> ResponseFuture {
+        let (request, alive) = RequestBody::for_request(request);
+        let fut = Client::request(self, request);
+        Box::pin(async move {
+            // The body stops once this future is dropped before the response head came.
+            let _alive = alive;
+            let response = fut.await.map_err(|e| Box::new(e) as BoxError)?;
+            Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+        })
+    }
 }
 
 impl<C> HttpClient for Client<C, Full<Bytes>>
@@ -113,7 +135,89 @@ pub fn full_body(bytes: Bytes) -> ResponseBody {
 }
 
 /// The driver's default client type: hyper-util's pooled client over rustls.
-pub type DefaultClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type DefaultClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
+
+/// Largest slice of a request body handed to hyper at a time. hyper queues what it is
+/// given (up to ~400 KiB of buffers) and asks for more only once the socket took it, so
+/// this bounds what can still leave after the request was abandoned.
+const REQUEST_BODY_CHUNK: usize = 256 * 1024;
+
+/// A request body for hyper that stops when the request is abandoned.
+///
+/// The bytes are handed out as zero-copy slices of at most 256 KiB. Each slice is
+/// handed out only while the request's future is alive; once it was dropped (the upload
+/// future was dropped, or its deadline passed) the next poll ends the body with an error.
+/// hyper then closes the connection: the server gets a body shorter than its
+/// `Content-Length` and applies nothing (onedrive.md §11 rule 42, dropbox.md §12 rule
+/// 70). With `Full<Bytes>` the whole body sits in hyper's write queue, and hyper-util's
+/// connection task, which outlives the request future, may finish sending it.
+///
+/// The body reports its exact length, so hyper sends `Content-Length`.
+///
+/// # Examples
+/// ```
+/// use upload_session::bytes::Bytes;
+/// use upload_session::http;
+/// use upload_session_async::RequestBody;
+/// let request = http::Request::new(Bytes::from_static(b"fragment"));
+/// let (request, alive) = RequestBody::for_request(request);
+/// assert_eq!(hyper::body::Body::size_hint(request.body()).exact(), Some(8));
+/// drop(alive); // the body now ends with an error at its next poll
+/// ```
+#[derive(Debug)]
+pub struct RequestBody {
+    rest: Bytes,
+    alive: std::sync::Weak<()>,
+}
+
+/// Keeps a [`RequestBody`] going; dropping it stops the body at its next slice.
+#[derive(Debug)]
+#[must_use = "the body stops as soon as this is dropped"]
+pub struct BodyAlive(#[allow(dead_code)] Arc<()>);
+
+/// The error a [`RequestBody`] ends with once its request was abandoned.
+#[derive(Debug, thiserror::Error)]
+#[error("the request was abandoned while its body was being sent")]
+pub struct BodyAbandoned;
+
+impl RequestBody {
+    /// Wraps `request`'s body; the body runs while the returned [`BodyAlive`] lives.
+    pub fn for_request(request: http::Request<Bytes>) -> (http::Request<RequestBody>, BodyAlive) {
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
+        let request = request.map(|rest| RequestBody { rest, alive: weak });
+        (request, BodyAlive(alive))
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyAbandoned;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BodyAbandoned>>> {
+        use std::task::Poll;
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        if self.alive.strong_count() == 0 {
+            return Poll::Ready(Some(Err(BodyAbandoned)));
+        }
+        let n = self.rest.len().min(REQUEST_BODY_CHUNK);
+        let chunk = self.rest.split_to(n);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
 
 /// The rustls configuration used when none is given: the ring provider, rustls' safe
 /// default protocol versions, and the webpki (Mozilla) roots.

@@ -34,6 +34,10 @@ struct Args {
     /// Delay added before every model response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// SO_RCVBUF of every connection, in bytes (default: the kernel's, auto-tuned). Small
+    /// values make stalls hold up writers after a few hundred KiB.
+    #[arg(long, value_name = "BYTES")]
+    recv_buffer: Option<usize>,
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -285,6 +289,7 @@ fn main() -> ExitCode {
         port: args.port,
         tls: args.tls,
         latency: Duration::from_millis(args.latency_ms),
+        recv_buffer: args.recv_buffer,
     };
     let server = match EmulatorServer::bind(opts) {
         Ok(s) => s,

@@ -116,6 +116,15 @@ pub struct ServerOptions {
     pub tls: bool,
     /// Added before every model response.
     pub latency: Duration,
+    /// `SO_RCVBUF` of the listening socket (inherited by every accepted connection), in
+    /// bytes; `None` leaves the kernel's default and its receive-buffer auto-tuning.
+    ///
+    /// Setting it fixes how much of a request body the kernel can hold while the server
+    /// is not reading (an injected [stall](crate::Fault::Stall)). With auto-tuning a
+    /// loopback connection that just carried a large body may buffer tens of MiB (Linux
+    /// `tcp_rmem` allows up to 32 MiB), so a test that needs "the body cannot have been
+    /// fully handed over yet" must set it. The kernel may round or double the value.
+    pub recv_buffer: Option<usize>,
 }
 
 impl Default for ServerOptions {
@@ -126,6 +135,7 @@ impl Default for ServerOptions {
             port: 0,
             tls: false,
             latency: Duration::ZERO,
+            recv_buffer: None,
         }
     }
 }
@@ -155,6 +165,24 @@ fn lock(m: &Mutex<Emulator>) -> MutexGuard<'_, Emulator> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Binds and listens on 127.0.0.1:`port`, with `SO_RCVBUF` set before `listen` when asked
+/// (so that the window scale the kernel advertises matches the buffer).
+fn listen(port: u16, recv_buffer: Option<usize>) -> io::Result<std::net::TcpListener> {
+    let Some(size) = recv_buffer else {
+        return std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+    };
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    // As std's `TcpListener::bind` does on Unix: a restarted server can take its port back
+    // while old connections sit in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_recv_buffer_size(size)?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// A server bound to its port, not yet serving.
 pub struct EmulatorServer {
     listener: std::net::TcpListener,
@@ -181,7 +209,7 @@ impl EmulatorServer {
     /// # Errors
     /// The port cannot be bound, or the certificate cannot be generated.
     pub fn bind(opts: ServerOptions) -> io::Result<EmulatorServer> {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, opts.port))?;
+        let listener = listen(opts.port, opts.recv_buffer)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let scheme = if opts.tls { "https" } else { "http" };

@@ -549,3 +549,93 @@ fn shutdown_aborts_a_request_stuck_mid_body() {
     assert_eq!(emu.violations().count(Violation::TruncatedBody), 1);
     drop(c);
 }
+
+/// Bytes a stalled server lets a writer hand to the kernel on a connection that just
+/// carried a large body at full speed (so receive-buffer auto-tuning has grown it).
+fn bytes_accepted_while_stalled(recv_buffer: Option<usize>) -> usize {
+    const FRAGMENT: usize = 96 * ALIGN; // 30 MiB
+    let plan =
+        FaultPlan::none().script(Some(RouteKind::OneDrivePut), 2, Fault::Stall { ms: 1_500 });
+    let s = EmulatorServer::start(ServerOptions {
+        faults: plan,
+        recv_buffer,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let a = agent(None);
+    let src = data(2 * FRAGMENT, 7);
+    let url = create(&s, &a, "rb.bin");
+    let mut c = connect(s.local_addr());
+    // A small send buffer on our side, so that what is absorbed is mostly the server's.
+    socket2::SockRef::from(&c)
+        .set_send_buffer_size(64 * 1024)
+        .unwrap();
+    let head = |start: usize| {
+        format!(
+            "PUT {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {FRAGMENT}\r\nContent-Range: bytes {start}-{}/{}\r\n\r\n",
+            path_of(&url),
+            start + FRAGMENT - 1,
+            src.len()
+        )
+    };
+    // Fragment 1 at full speed, on a keep-alive connection; read its whole answer.
+    c.write_all(head(0).as_bytes()).unwrap();
+    c.write_all(&src[..FRAGMENT]).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    loop {
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+        assert!(n > 0, "connection closed after fragment 1");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap();
+            if answer.len() >= end + 4 + len {
+                assert!(text.starts_with("HTTP/1.1 202"), "{text}");
+                break;
+            }
+        }
+    }
+    // Fragment 2 into the stall: write until the kernel stops taking bytes.
+    c.write_all(head(FRAGMENT).as_bytes()).unwrap();
+    c.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut sent = 0;
+    while sent < FRAGMENT {
+        match c.write(&src[FRAGMENT + sent..(FRAGMENT + sent + 64 * 1024).min(2 * FRAGMENT)]) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sent
+}
+
+/// `ServerOptions::recv_buffer` bounds what a stalled connection can absorb, even on a
+/// connection whose receive buffer auto-tuning has grown (what tests that drop a client
+/// mid-body rely on: the body cannot have been fully handed over).
+#[test]
+fn recv_buffer_bounds_what_a_stalled_connection_absorbs() {
+    let capped = bytes_accepted_while_stalled(Some(128 * 1024));
+    let tuned = bytes_accepted_while_stalled(None);
+    eprintln!("accepted while stalled: capped {capped}, auto-tuned {tuned}");
+    assert!(
+        capped < 8 << 20,
+        "{capped} bytes taken with a 128 KiB buffer"
+    );
+}
