@@ -525,4 +525,50 @@ mod tests {
             TransportFailure::ResponseTooLarge
         );
     }
+
+    /// Polls one frame of `body` (it never waits).
+    fn frame(body: &mut RequestBody) -> Option<Result<Bytes, BodyAbandoned>> {
+        use hyper::body::Body;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match Pin::new(body).poll_frame(&mut cx) {
+            std::task::Poll::Ready(f) => f.map(|r| r.map(|f| f.into_data().unwrap())),
+            std::task::Poll::Pending => panic!("a request body never waits"),
+        }
+    }
+
+    #[test]
+    fn a_request_body_hands_out_slices_while_alive_and_stops_after() {
+        use hyper::body::Body;
+        let data = Bytes::from(
+            (0..(REQUEST_BODY_CHUNK * 2 + 10))
+                .map(|i| i as u8)
+                .collect::<Vec<_>>(),
+        );
+        let (request, alive) = RequestBody::for_request(http::Request::new(data.clone()));
+        let mut body = request.into_body();
+        assert_eq!(body.size_hint().exact(), Some(data.len() as u64));
+        let first = frame(&mut body).unwrap().unwrap();
+        assert_eq!(first.len(), REQUEST_BODY_CHUNK);
+        // Zero-copy: the slice points into the caller's buffer.
+        assert_eq!(first.as_ptr(), data.as_ptr());
+        assert_eq!(
+            body.size_hint().exact(),
+            Some((REQUEST_BODY_CHUNK + 10) as u64)
+        );
+        drop(alive);
+        assert!(matches!(frame(&mut body), Some(Err(BodyAbandoned))));
+
+        let (request, _alive) = RequestBody::for_request(http::Request::new(data.clone()));
+        let mut body = request.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = frame(&mut body) {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got, data);
+        assert!(body.is_end_stream());
+        // An empty body ends at once, alive or not.
+        let (request, alive) = RequestBody::for_request(http::Request::new(Bytes::new()));
+        drop(alive);
+        assert!(frame(&mut request.into_body()).is_none());
+    }
 }
