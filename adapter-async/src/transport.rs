@@ -164,10 +164,19 @@ const REQUEST_BODY_CHUNK: usize = 256 * 1024;
 /// assert_eq!(hyper::body::Body::size_hint(request.body()).exact(), Some(8));
 /// drop(alive); // the body now ends with an error at its next poll
 /// ```
-#[derive(Debug)]
 pub struct RequestBody {
     rest: Bytes,
     alive: std::sync::Weak<()>,
+}
+
+impl fmt::Debug for RequestBody {
+    /// The length and state only: a body is user data, and may be megabytes long.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("remaining", &self.rest.len())
+            .field("abandoned", &(self.alive.strong_count() == 0))
+            .finish()
+    }
 }
 
 /// Keeps a [`RequestBody`] going; dropping it stops the body at its next slice.
@@ -547,6 +556,13 @@ mod tests {
         let (request, alive) = RequestBody::for_request(http::Request::new(data.clone()));
         let mut body = request.into_body();
         assert_eq!(body.size_hint().exact(), Some(data.len() as u64));
+        assert_eq!(
+            format!("{body:?}"),
+            format!(
+                "RequestBody {{ remaining: {}, abandoned: false }}",
+                data.len()
+            )
+        );
         let first = frame(&mut body).unwrap().unwrap();
         assert_eq!(first.len(), REQUEST_BODY_CHUNK);
         // Zero-copy: the slice points into the caller's buffer.
