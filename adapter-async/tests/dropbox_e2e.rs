@@ -105,11 +105,13 @@ async fn resets_5xx_after_apply_throttling_and_a_lost_finish_are_survived() {
             _ => None,
         })
         .collect();
-    // Every byte stored exactly. Violations: none, except that a transport failure the
-    // plan did not inject (hyper reusing a connection the server had closed after the
-    // 500) can lose an `incorrect_offset` answer the model believes was delivered, so
-    // the client's next, correct resync counts as a `WrongOffset` (the emulator's
-    // send-time bookkeeping; the client never saw that answer). One per such failure.
+    // Every byte stored exactly. Violations: none, except after a transport failure the
+    // plan did not inject. The one seen (3 runs in 25) is the throttled append: the
+    // emulator answers 429 from the head and closes without reading the 1 MiB body, so
+    // the kernel may reset the connection before the client reads the answer (real
+    // servers that answer early do the same). The client then resyncs, correctly; the
+    // model, which believes its answer was delivered, may count that as a `WrongOffset`.
+    // At most one per unplanned failure.
     let rec = testkit::stored(&server, Service::Dropbox, "/Dbx/faults.bin").expect("stored");
     assert_eq!(rec.content.size, n);
     assert_eq!(
@@ -120,7 +122,7 @@ async fn resets_5xx_after_apply_throttling_and_a_lost_finish_are_survived() {
         .iter()
         .filter(|c| matches!(c, UploadError::Transport(_)))
         .count()
-        .saturating_sub(1) as u64; // the plan's one reset
+        .saturating_sub(2) as u64; // the plan's reset and its lost finish (`Closed`)
     let v = server.snapshot().violations;
     assert!(
         v.total() == v.count(Violation::WrongOffset) && v.total() <= unplanned,
