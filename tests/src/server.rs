@@ -31,7 +31,7 @@
 //! # Transport behaviour
 //! | Situation | What the socket sees |
 //! |---|---|
-//! | The model answers from the head alone ([`crate::Begin::Respond`]) | the answer, without the body being read; a small body (≤ 64 KiB declared, no `Expect`) is drained first so the connection stays usable, anything else gets `Connection: close` |
+//! | The model answers from the head alone ([`crate::Begin::Respond`]) | the answer, without the body being read; a small body (≤ 64 KiB declared, no `Expect`) is drained first so the connection stays usable, anything else gets `Connection: close`; a larger declared body, up to 160 MiB (no `Expect`), is read and dropped while the answer goes out, for up to 2 s, so that no reset beats the answer (a lingering close) |
 //! | Injected reset ([`PendingBody::cut_at`]) | after exactly that many body bytes the request is aborted and the connection is dropped with no response (usually a TCP RST, since unread body data is pending) |
 //! | Injected stall ([`PendingBody::stall`]) | after the first body frame the server stops reading for that long |
 //! | [`TransportFault::LostResponse`] | the request is applied, then the connection is closed with no response |
@@ -91,6 +91,11 @@ pub const MAX_CONNECTIONS: usize = 1024;
 const DRAIN_LIMIT: u64 = 64 * 1024;
 /// How long such a drain may take.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the rest of a body answered from its head is read before the connection closes.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How much of such a body is read before the connection closes (a Dropbox append's
+/// largest body, 150 MiB, and then some).
+const LINGER_LIMIT: u64 = 160 << 20;
 /// Largest body accepted by `PUT /_emulator/faults`.
 const CONTROL_BODY_LIMIT: usize = 1 << 20;
 /// Time allowed for a request head.
@@ -537,9 +542,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Dropp
     let begun = state.lock().begin(SystemTime::now(), &parts);
     let resp = match begun {
         Begin::Respond(mut r) => {
-            if !drain_small(&parts.headers, body).await {
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            match drain_small(&parts.headers, body).await {
+                Drained::Reusable => {}
+                Drained::Close { linger } => {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    if let Some(rest) = linger {
+                        tokio::spawn(linger_close(rest));
+                    }
+                }
             }
             r
         }
@@ -554,23 +565,38 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Dropp
     deliver(&state, resp).await
 }
 
+/// What became of a body the model answered without reading.
+enum Drained {
+    /// Read to its end: the connection can serve the next request.
+    Reusable,
+    /// The connection closes after the answer. `linger` is the unread rest of a large
+    /// body, to be read and dropped for a while (see [`linger_close`]).
+    Close { linger: Option<Incoming> },
+}
+
 /// Reads and discards a small body that the model did not need, so the connection can be
-/// reused. Returns false (the connection should close) when the body is large, of unknown
-/// length, awaited with `Expect: 100-continue`, or does not arrive in time.
-async fn drain_small(headers: &http::HeaderMap, mut body: Incoming) -> bool {
+/// reused. The connection closes instead when the body is large (its rest lingers), of
+/// unknown length, awaited with `Expect: 100-continue` (the client has not sent it and
+/// must not be invited to), or does not arrive in time.
+async fn drain_small(headers: &http::HeaderMap, mut body: Incoming) -> Drained {
+    let close = Drained::Close { linger: None };
     if headers.contains_key(header::EXPECT) {
-        return false;
+        return close;
     }
     let declared = match crate::wire::content_length(headers) {
         Ok(Some(n)) => n,
         Ok(None) if !headers.contains_key(header::TRANSFER_ENCODING) => 0,
-        _ => return false,
+        _ => return close,
     };
     if declared == 0 {
-        return true;
+        return Drained::Reusable;
+    }
+    if declared > LINGER_LIMIT {
+        // It could not be read to its end anyway (an absurd length): close at once.
+        return close;
     }
     if declared > DRAIN_LIMIT {
-        return false;
+        return Drained::Close { linger: Some(body) };
     }
     let drain = async {
         loop {
@@ -581,9 +607,36 @@ async fn drain_small(headers: &http::HeaderMap, mut body: Incoming) -> bool {
             }
         }
     };
-    tokio::time::timeout(DRAIN_TIMEOUT, drain)
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain)
         .await
         .unwrap_or(false)
+    {
+        Drained::Reusable
+    } else {
+        close
+    }
+}
+
+/// A lingering close: goes on reading (and dropping) the body of a request answered from
+/// its head while the answer is sent, for at most [`LINGER_TIMEOUT`] and
+/// [`LINGER_LIMIT`] bytes, as common servers do (nginx's `lingering_close`). Closing at
+/// once with unread data makes the kernel reset the connection, and the reset can beat
+/// the client to the answer: a 429 or 401 would reach it as a transport failure.
+async fn linger_close(mut body: Incoming) {
+    let linger = async {
+        let mut read = 0u64;
+        // The declared length is at most LINGER_LIMIT and hyper enforces it; the count
+        // guards against a body that is not what it declared anyway.
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                read += data.len() as u64;
+                if read > LINGER_LIMIT {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, linger).await;
 }
 
 /// Carries out the transport fault attached to a model response, adds the configured

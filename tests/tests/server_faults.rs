@@ -639,3 +639,30 @@ fn recv_buffer_bounds_what_a_stalled_connection_absorbs() {
         "{capped} bytes taken with a 128 KiB buffer"
     );
 }
+
+/// An answer given from the head alone (here a scripted 429 on a 24 MiB fragment) reaches
+/// a client that sends its whole body before reading: the server reads and drops the
+/// rest while the answer goes out (a lingering close) instead of closing on unread data,
+/// which makes the kernel reset the connection and can lose the answer.
+#[test]
+fn an_answer_from_the_head_survives_a_large_unread_body() {
+    let plan = FaultPlan::none().script(
+        Some(RouteKind::OneDrivePut),
+        1,
+        Fault::Throttle {
+            retry_after: Some(1),
+            plain_text: false,
+        },
+    );
+    let s = start_with(Config::default(), plan);
+    let a = agent(None);
+    let src = data(75 * ALIGN, 8);
+    let url = create(&s, &a, "linger.bin");
+    // ureq sends the whole body, then reads the answer.
+    let (st, body) = put(&a, &url, &src, 0, src.len());
+    assert_eq!(st, 429, "{body}");
+    // Nothing was applied; the same fragment then completes the file.
+    let (st, body) = put(&a, &url, &src, 0, src.len());
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(s.snapshot().faults_injected, 1);
+}
