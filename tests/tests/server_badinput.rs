@@ -4,7 +4,7 @@
 
 mod server_common;
 
-use server_common::{agent, connect, read, read_all, write_lossy};
+use server_common::{agent, connect, read, read_all, read_one_response, write_lossy};
 use std::io::Write;
 use std::time::Duration;
 use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
@@ -123,29 +123,7 @@ fn small_rejected_bodies_are_drained_and_the_connection_reused() {
     for _ in 0..3 {
         c.write_all(b"POST /nowhere HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789")
             .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Read one whole response (its body is short and has a Content-Length).
-        loop {
-            let n = std::io::Read::read(&mut c, &mut buf).unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&buf[..n]);
-            let t = String::from_utf8_lossy(&got).to_string();
-            if let Some(i) = t.find("\r\n\r\n") {
-                let cl: usize = t
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length: ")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap();
-                if got.len() >= i + 4 + cl {
-                    break;
-                }
-            }
-        }
-        let t = String::from_utf8_lossy(&got);
+        let t = read_one_response(&mut c);
         assert!(t.starts_with("HTTP/1.1 404"), "{t}");
         assert!(!t.to_ascii_lowercase().contains("connection: close"), "{t}");
     }

@@ -6,7 +6,7 @@
 
 mod server_common;
 
-use server_common::{Raw, agent, connect, json, read, read_all, write_lossy};
+use server_common::{Raw, agent, connect, json, read, read_all, read_one_response, write_lossy};
 use std::io::Write;
 use std::time::{Duration, Instant};
 use upload_session_emulator::server::{EmulatorServer, RunningServer, ServerOptions};
@@ -581,29 +581,9 @@ fn bytes_accepted_while_stalled(recv_buffer: Option<usize>) -> usize {
     // Fragment 1 at full speed, on a keep-alive connection; read its whole answer.
     c.write_all(head(0).as_bytes()).unwrap();
     c.write_all(&src[..FRAGMENT]).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    loop {
-        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
-        assert!(n > 0, "connection closed after fragment 1");
-        answer.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&answer);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap();
-            if answer.len() >= end + 4 + len {
-                assert!(text.starts_with("HTTP/1.1 202"), "{text}");
-                break;
-            }
-        }
-    }
+    let answer = read_one_response(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     // Fragment 2 into the stall: write until the kernel stops taking bytes.
     c.write_all(head(FRAGMENT).as_bytes()).unwrap();
     c.set_write_timeout(Some(Duration::from_millis(300)))

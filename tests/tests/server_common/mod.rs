@@ -21,6 +21,32 @@ pub fn agent(cert_pem: Option<&str>) -> ureq::Agent {
     b.build().into()
 }
 
+/// Reads exactly one response with a `Content-Length` from a keep-alive connection and
+/// returns it as text (head and body). Panics if the connection closes first.
+pub fn read_one_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("read a response");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().expect("a numeric Content-Length"))
+                })
+                .expect("a Content-Length");
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
 /// Status and body (as text) of a response.
 pub fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String) {
     let mut resp = resp.expect("request succeeds at the transport level");
