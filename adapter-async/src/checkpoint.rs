@@ -174,8 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn save_is_atomic_private_and_loads_back() {
-        let dir = std::env::temp_dir().join(format!("usa-ckpt-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = upload_session_emulator::testkit::temp_dir("usa", "ckpt");
         let path = dir.join("c.json");
         assert!(load::<serde_json::Value>(&path).await.unwrap().is_none());
         save(&path, &serde_json::json!({"n": 1})).await.unwrap();
@@ -205,6 +204,5 @@ mod tests {
         ));
         remove(&path).await.unwrap();
         remove(&path).await.unwrap();
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

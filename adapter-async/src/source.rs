@@ -357,8 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn file_changes_are_detected_and_the_stamp_matches_the_blocking_adapter() {
-        let dir = std::env::temp_dir().join(format!("usa-source-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = upload_session_emulator::testkit::temp_dir("usa", "source");
         let path = dir.join("f.bin");
         std::fs::write(&path, pattern(4096)).unwrap();
         let mut s = Source::file(&path).await.unwrap();
@@ -392,6 +391,5 @@ mod tests {
             Err(Error::SourceChanged { .. })
         ));
         assert!(Source::file(&dir).await.is_err(), "a directory is refused");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,7 +35,7 @@ fn lines(out: &Output) -> Vec<serde_json::Value> {
 /// A small directory: a subdirectory (only with --recursive), sizes 0 B to ~1.5 MiB.
 /// Each test names its own (tests run in parallel: one rewriting the other's files
 /// mid-upload makes that upload fail as a modified source).
-fn small_dir(name: &str) -> (PathBuf, Vec<(String, Vec<u8>)>) {
+fn small_dir(name: &str) -> (testkit::TempDir, Vec<(String, Vec<u8>)>) {
     let dir = temp_dir(name);
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     let mut files = Vec::new();

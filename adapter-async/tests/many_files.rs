@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 use upload_session::dropbox::{CommitInfo, DropboxUpload, SessionType};
 use upload_session::onedrive::{ConflictBehavior, OneDriveUpload, Target};
@@ -20,7 +20,13 @@ const MIB: u64 = 1 << 20;
 
 /// Writes `n` files of assorted sizes (0 B to ~9 MiB; every 10th one above 4 MiB, so
 /// that Dropbox uses concurrent sessions for them) into a fresh directory.
-fn directory(name: &str, n: usize) -> (PathBuf, Vec<(String, Vec<u8>)>) {
+fn directory(
+    name: &str,
+    n: usize,
+) -> (
+    upload_session_emulator::testkit::TempDir,
+    Vec<(String, Vec<u8>)>,
+) {
     let dir = temp_dir(name);
     let mut files = Vec::new();
     for i in 0..n {

@@ -138,8 +138,7 @@ mod tests {
 
     #[test]
     fn save_is_atomic_private_and_loads_back() {
-        let dir = std::env::temp_dir().join(format!("usb-ckpt-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = upload_session_emulator::testkit::temp_dir("usb", "ckpt");
         let path = dir.join("c.json");
         assert!(load::<serde_json::Value>(&path).unwrap().is_none());
         save(&path, &serde_json::json!({"n": 1})).unwrap();
@@ -166,6 +165,5 @@ mod tests {
         ));
         remove(&path).unwrap();
         remove(&path).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

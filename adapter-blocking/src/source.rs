@@ -326,8 +326,7 @@ mod tests {
 
     #[test]
     fn file_changes_are_detected() {
-        let dir = std::env::temp_dir().join(format!("usb-source-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = upload_session_emulator::testkit::temp_dir("usb", "source");
         let path = dir.join("f.bin");
         std::fs::write(&path, pattern(4096)).unwrap();
         let mut s = Source::file(&path).unwrap();
@@ -352,6 +351,5 @@ mod tests {
             Err(Error::SourceChanged { .. })
         ));
         assert!(s.read(0, 10).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

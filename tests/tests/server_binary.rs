@@ -98,8 +98,7 @@ fn binary_exits_0_on_sigint() {
 
 #[test]
 fn binary_tls_writes_the_certificate_and_serves_https() {
-    let dir = std::env::temp_dir().join(format!("emu-cert-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = upload_session_emulator::testkit::temp_dir("emu", "cert");
     let cert = dir.join("cert.pem");
     let mut p = spawn(&["--port", "0", "--tls", "--cert-out", cert.to_str().unwrap()]);
     assert!(p.url.starts_with("https://127.0.0.1:"), "{}", p.url);
@@ -112,7 +111,6 @@ fn binary_tls_writes_the_certificate_and_serves_https() {
     assert_eq!(st, 200);
     signal(&p, "TERM");
     assert_eq!(wait_exit(&mut p).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

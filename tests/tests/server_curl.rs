@@ -69,8 +69,7 @@ fn upload_with_curl(tls: bool) {
         eprintln!("curl not installed: skipping");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("emu-curl-{}-{tls}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = upload_session_emulator::testkit::temp_dir("emu-curl", &tls.to_string());
     let cert: PathBuf = dir.join("cert.pem");
     let cert_s = cert.to_str().unwrap().to_string();
     let mut args = vec!["--port", "0"];
@@ -156,7 +155,6 @@ fn upload_with_curl(tls: bool) {
             .success()
     );
     assert_eq!(proc.0.wait().unwrap().code(), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

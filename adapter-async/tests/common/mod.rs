@@ -5,7 +5,6 @@
 //! is `upload_session::testing::adapters`; this binds the two to one server.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use upload_session::AccessToken;
 use upload_session::dropbox::{DropboxConfig, DropboxUpload};
 use upload_session::onedrive::{OneDriveConfig, OneDriveUpload};
@@ -44,8 +43,8 @@ pub fn assert_stored(server: &RunningServer, path: &str, data: &[u8]) {
     testkit::assert_stored(server, Service::OneDrive, path, data);
 }
 
-/// A fresh temporary directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh temporary directory for one test, removed when the guard drops.
+pub fn temp_dir(name: &str) -> testkit::TempDir {
     testkit::temp_dir("usa", name)
 }
 
