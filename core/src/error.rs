@@ -137,6 +137,27 @@ pub enum UploadError {
         /// Service error codes (OneDrive `nameAlreadyExists`, `resourceModified`).
         codes: ServiceCodes,
     },
+    /// OneDrive createUploadSession kept answering 409 after creates whose outcome was
+    /// unknown (a 5xx, or a lost answer), and no further wait is allowed.
+    ///
+    /// Such a create may have opened a session whose `uploadUrl` never arrived. On
+    /// OneDrive for Business that session blocks the target until it expires, even with
+    /// `replace` (onedrive.md §1.5), and the machine waits
+    /// [`orphan_session_wait`](crate::onedrive::OneDriveConfig::orphan_session_wait) for
+    /// it, at most
+    /// [`max_orphan_waits`](crate::onedrive::OneDriveConfig::max_orphan_waits) times.
+    /// Unlike [`UploadError::Conflict`], this does not prove the name is taken: trying
+    /// again once the unknown session has expired (about 15 minutes) may succeed.
+    #[error(
+        "conflict ({codes}) right after a create whose answer was lost: a session this \
+         upload never learned of may hold the target until it expires (waited {waits} times)"
+    )]
+    OrphanSessionConflict {
+        /// Waits made for the unknown session to expire.
+        waits: u32,
+        /// Service error codes of the last 409 (`nameAlreadyExists`).
+        codes: ServiceCodes,
+    },
     /// An `If-Match` precondition failed (HTTP 412).
     #[error("precondition failed")]
     PreconditionFailed,
@@ -283,6 +304,7 @@ impl UploadError {
             }
             UploadError::Unauthorized { .. } => RetryClass::RestartSession,
             UploadError::Conflict { .. }
+            | UploadError::OrphanSessionConflict { .. }
             | UploadError::PreconditionFailed
             | UploadError::QuotaExceeded { .. }
             | UploadError::Rejected { .. }

@@ -894,7 +894,7 @@ fn replay() {
     println!("{case:#?}");
     match run_case(&case) {
         Ok((o, _)) => println!("{o:?}"),
-        Err(e) => println!("ERROR {e}"),
+        Err(e) => panic!("seed {seed}: {e}"),
     }
 }
 

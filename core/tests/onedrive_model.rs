@@ -443,6 +443,9 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
                     injected >= u64::from(*attempts) && *attempts > 0
                 }
                 UploadError::TooManyRestarts { restarts, .. } => injected >= u64::from(*restarts),
+                // Each wait follows a create whose answer a fault took, and so does the
+                // final conflict (onedrive.md §1.5, Business).
+                UploadError::OrphanSessionConflict { waits, .. } => injected > u64::from(*waits),
                 _ => false,
             };
             if forced {
@@ -520,7 +523,10 @@ fn replay() {
     {
         let case = Case::from_seed(seed);
         println!("{case:#?}");
-        println!("{:?}", run_case(&case));
+        match run_case(&case) {
+            Ok(outcome) => println!("{outcome:?}"),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
     }
 }
 
@@ -531,6 +537,21 @@ fn cases_reproduce_from_their_seed() {
         let a = format!("{:?}", check_seed(seed));
         let b = format!("{:?}", check_seed(seed));
         assert_eq!(a, b, "seed {seed}");
+    }
+}
+
+/// Seeds that once failed, kept as regressions.
+///
+/// - 10635112889915732190 (Business, upload to an item): four creates lost their
+///   answers, each lost session held the target (onedrive.md §1.5), and after three
+///   16-minute waits the machine gave up with a bare `Conflict`, as though the name were
+///   taken. It now ends in `OrphanSessionConflict`, forced by the plan.
+#[test]
+fn past_failures_stay_fixed() {
+    let r = check_seed(10635112889915732190);
+    match r {
+        Ok(Outcome::GaveUp(UploadError::OrphanSessionConflict { waits: 3, .. })) => {}
+        other => panic!("{other:?}"),
     }
 }
 

@@ -1565,6 +1565,10 @@ impl OneDriveUpload {
                         }
                         None => self.fail(UploadError::Conflict { codes }),
                     }
+                } else if self.create_ambiguous {
+                    // No wait left (or waits are off): say what may block the target.
+                    let waits = self.orphan_waits;
+                    self.fail(UploadError::OrphanSessionConflict { waits, codes });
                 } else {
                     self.fail(UploadError::Conflict { codes });
                 }

@@ -320,6 +320,28 @@ fn create_without_ranges_or_expiry_is_accepted() {
 }
 
 #[test]
+fn with_orphan_waits_off_a_conflict_after_an_ambiguous_create_names_the_orphan() {
+    let mut h = Scenario::onedrive(10)
+        .config(|c| c.orphan_session_wait = None)
+        .build();
+    let req = h.expect_send();
+    h.m.handle_failure(h.clock.now(), req.id(), crate::TransportFailure::Closed)
+        .unwrap();
+    let req = h.expect_send();
+    h.respond_json(
+        req.id(),
+        409,
+        json!({"error": {"code": "nameAlreadyExists"}}),
+    );
+    assert!(matches!(
+        finished_err(&mut h),
+        UploadError::OrphanSessionConflict { waits: 0, .. }
+    ));
+}
+
+/// Business keeps a lost create's session until it expires (onedrive.md §1.5): a
+/// bounded number of waits, then an error that says so.
+#[test]
 fn orphan_waits_are_bounded() {
     let mut h = Scenario::onedrive(10)
         .config(|c| c.max_orphan_waits = 1)
@@ -341,6 +363,12 @@ fn orphan_waits_are_bounded() {
         409,
         json!({"error": {"code": "nameAlreadyExists"}}),
     );
-    assert!(matches!(finished_err(&mut h), UploadError::Conflict { .. }));
+    // The error says what may block the target, not that the name is taken.
+    match finished_err(&mut h) {
+        UploadError::OrphanSessionConflict { waits: 1, codes } => {
+            assert!(codes.has("nameAlreadyExists"))
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(h.clock.elapsed() < Duration::from_secs(17 * 60));
 }
