@@ -1,18 +1,4 @@
-//! [`Batch`]: many uploads at once, with a limit across them; Dropbox files committed
-//! together with `finish_batch_v2`.
-//!
-//! ```text
-//!  files ──▶ spawn one task per file ──▶ Semaphore(concurrency) ──▶ Upload::run ──▶ per-file result
-//!                                                  (OneDrive: each file strictly sequential inside)
-//!  Dropbox (run_dropbox): each file's session is closed (DropboxUpload::builder_for_batch)
-//!    ──▶ every closed session ──▶ BatchCommit (groups of ≤ 1000, one call at a time,
-//!        decided by the core) ──▶ per-file Committed or error
-//! ```
-//!
-//! Every upload shares the batch's client (one connection pool), cancel token and token
-//! provider unless it has its own. One file failing never fails the others: results
-//! come back per file, in input order. Dropping the future aborts every task (each
-//! upload's own drop guarantees apply).
+//! [`Batch`]: many uploads at once (its docs say how).
 
 use crate::Error;
 use crate::{CancellationToken, HttpClient, Shared, Source, Upload, token_provider};
@@ -41,7 +27,21 @@ pub struct BatchFile {
     pub commit: CommitInfo,
 }
 
-/// Runs many uploads with a limit across them. See the [module docs](self).
+/// Runs many uploads with a limit across them; Dropbox files can be committed together
+/// with `finish_batch_v2` ([`Batch::run_dropbox`]).
+///
+/// ```text
+///  files ──▶ spawn one task per file ──▶ Semaphore(concurrency) ──▶ Upload::run ──▶ per-file result
+///                                                  (OneDrive: each file strictly sequential inside)
+///  Dropbox (run_dropbox): each file's session is closed (DropboxUpload::builder_for_batch)
+///    ──▶ every closed session ──▶ BatchCommit (groups of ≤ 1000, one call at a time,
+///        decided by the core) ──▶ per-file Committed or error
+/// ```
+///
+/// Every upload shares the batch's client (one connection pool), cancel token and token
+/// provider unless it has its own. One file failing never fails the others: results
+/// come back per file, in input order. Dropping the future aborts every task (each
+/// upload's own drop guarantees apply).
 ///
 /// # Examples
 /// ```

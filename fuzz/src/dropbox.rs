@@ -52,7 +52,7 @@ const MAX_STEPS: u64 = 100_000;
 const PATH: &str = "/fz/file é.bin";
 
 /// Dropbox response parsing: status, headers and body through the core's parsers (its
-/// `fuzzing` module), with their bounds checked. One input in [`shapes::UPLOAD_ONE_IN`]
+/// `fuzzing` module), with their bounds checked. One input in `UPLOAD_ONE_IN` (32)
 /// also answers one phase (start, append, finish, get_metadata) of a real, small,
 /// sequential upload with the generated response: see [`dropbox_response_in_upload`].
 pub fn dropbox_response(data: &[u8]) {

@@ -52,7 +52,7 @@ const MAX_STEPS: u64 = 60_000;
 const PATH: &str = "/fz/file.bin";
 
 /// OneDrive response parsing: status, headers and body through the core's parsers (its
-/// `fuzzing` module), with their bounds checked. One input in [`shapes::UPLOAD_ONE_IN`]
+/// `fuzzing` module), with their bounds checked. One input in `UPLOAD_ONE_IN` (32)
 /// (chosen by a hash of the input, so the share holds whatever the corpus looks like) also
 /// answers one phase of a real (small) upload with the generated response: see
 /// [`onedrive_response_in_upload`]. The machine target scripts garbled answers at every
