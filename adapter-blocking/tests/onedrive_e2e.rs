@@ -459,3 +459,32 @@ fn a_plain_reader_survives_partial_accepts_with_read_ahead() {
     assert_eq!(server.snapshot().faults_injected, 6);
     assert!(resyncs >= 1, "the server kept partial fragments");
 }
+
+/// onedrive.md §1.5: on OneDrive for Business a create whose answer is lost leaves a
+/// session that holds the target, so the next create gets 409 `nameAlreadyExists`. With
+/// orphan waits off, the upload ends in `OrphanSessionConflict`, not in a `Conflict` that
+/// would say the name is taken; nothing is stored and no rule is broken.
+#[test]
+fn a_lost_create_answer_on_business_ends_in_an_orphan_session_conflict() {
+    let plan = FaultPlan::none().script(Some(RouteKind::OneDriveCreate), 1, Fault::LostResponse);
+    let server = server(plan);
+    let bytes = data(UNIT as usize, 8);
+    let mut cfg = config(&server);
+    cfg.orphan_session_wait = None;
+    let m = OneDriveUpload::builder(Target::path("/orphan/a.bin"), bytes.len() as u64)
+        .fragment_size(UNIT)
+        .config(cfg)
+        .access_token(token())
+        .build()
+        .unwrap();
+    let err = Upload::new(m, Source::slice(&bytes)).run().unwrap_err();
+    match &err {
+        Error::Upload(UploadError::OrphanSessionConflict { waits: 0, codes }) => {
+            assert!(codes.has("nameAlreadyExists"), "{codes}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("may hold the target"), "{err}");
+    assert!(stored(&server, "/orphan/a.bin").is_none());
+    assert_no_violations(&server);
+}
