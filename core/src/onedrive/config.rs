@@ -454,7 +454,10 @@ pub struct OneDriveConfig {
     /// After a createUploadSession whose outcome is unknown (5xx, lost response), a 409
     /// on the next create can mean the lost session still blocks the target (OneDrive
     /// for Business, onedrive.md §1.5). Wait this long (about the 15-minute session
-    /// expiry) and try again; `None` fails at once.
+    /// expiry) and try again; `None` fails at once. When no wait is left the upload ends
+    /// in [`UploadError::OrphanSessionConflict`](crate::UploadError::OrphanSessionConflict).
+    /// Keep it above the service's expiry: a 409 after the wait is taken as a real name
+    /// conflict ([`UploadError::Conflict`](crate::UploadError::Conflict)).
     pub orphan_session_wait: Option<Duration>,
     /// How many such waits one upload may make before failing with the conflict.
     pub max_orphan_waits: u32,
